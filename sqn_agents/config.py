@@ -1,0 +1,129 @@
+"""SQNConfig: every hyperparameter of the agent in one validated dataclass.
+
+The defaults are the ones measured to learn CartPole-v1 quickly on a CPU (see README,
+"Choosing the defaults", and BENCHMARKS.md). ``sqn-train`` turns every field into a
+command-line flag, so the docstring under each field is also its ``--help`` text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class SQNConfig:
+    """Hyperparameters of the SQN agent. Invalid values raise ``ValueError`` at construction."""
+
+    gamma: float = 0.99
+    """Discount factor, in [0, 1)."""
+    tau: float = 0.005
+    """Polyak rate of the target networks: target <- (1 - tau) * target + tau * online, in (0, 1]."""
+    learning_rate: float = 1e-3
+    """Adam learning rate of the two Q networks (> 0)."""
+    batch_size: int = 128
+    """Transitions per gradient step (>= 1, at most buffer_size)."""
+    buffer_size: int = 100_000
+    """Replay capacity in transitions (>= 1)."""
+    learning_starts: int = 1_000
+    """Environment steps collected before the first update (>= 0)."""
+    train_freq: int = 1
+    """Environment steps between updates (>= 1). A vector env of n envs adds n steps per call."""
+    gradient_steps: int = 1
+    """Gradient steps per update (>= 1). The replay ratio is gradient_steps / train_freq."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Hidden layer widths of the MLP torso used for vector observations."""
+    loss: Literal["mse", "huber"] = "mse"
+    """TD loss: 'mse' (as in the design note) or 'huber' (smooth L1, delta 1)."""
+    max_grad_norm: float | None = 10.0
+    """Clip the Q networks' global gradient norm to this value; None disables clipping."""
+    autotune_alpha: bool = True
+    """Learn the temperature toward the target entropy; False keeps alpha fixed at initial_alpha."""
+    initial_alpha: float = 0.1
+    """Starting temperature (> 0); the fixed temperature when autotune_alpha is False."""
+    alpha_learning_rate: float = 1e-3
+    """Adam learning rate of log(alpha) (> 0)."""
+    target_entropy_ratio: float = 0.3
+    """Target entropy as a fraction of the maximum, ratio * sum_d log(n_d), in (0, 1)."""
+    multidiscrete_target: Literal["independent", "mean"] = "independent"
+    """MultiDiscrete TD target: one soft target per action dimension ('independent') or the
+    branching-architecture target that averages the per-dimension soft values ('mean')."""
+    shared_alpha: bool = True
+    """MultiDiscrete only: one temperature for all action dimensions (True) or one per dimension."""
+    replay: Literal["auto", "uniform", "frame_stack"] = "auto"
+    """Replay layout: 'frame_stack' stores each frame of overlapping uint8 frame stacks once;
+    'auto' picks it for channels-first uint8 image stacks and 'uniform' otherwise."""
+
+    def __post_init__(self) -> None:
+        _check_range("gamma", self.gamma, 0.0, 1.0, low_open=False, high_open=True)
+        _check_range("tau", self.tau, 0.0, 1.0, low_open=True, high_open=False)
+        _check_positive("learning_rate", self.learning_rate)
+        _check_positive("alpha_learning_rate", self.alpha_learning_rate)
+        _check_positive("initial_alpha", self.initial_alpha)
+        _check_range("target_entropy_ratio", self.target_entropy_ratio, 0.0, 1.0, low_open=True, high_open=True)
+        for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("learning_starts", self.learning_starts, minimum=0)
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})"
+            )
+        if not self.hidden_sizes or any(
+            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes
+        ):
+            raise ValueError(f"hidden_sizes must be a non-empty tuple of positive ints, got {self.hidden_sizes!r}")
+        object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
+        if self.max_grad_norm is not None:
+            _check_positive("max_grad_norm", self.max_grad_norm)
+        _check_choice("loss", self.loss, ("mse", "huber"))
+        _check_choice("multidiscrete_target", self.multidiscrete_target, ("independent", "mean"))
+        _check_choice("replay", self.replay, ("auto", "uniform", "frame_stack"))
+        for name in ("autotune_alpha", "shared_alpha"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SQNConfig:
+        """Inverse of ``to_dict``; unknown keys are an error (they usually mean a typo or a newer version)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown SQNConfig field(s) {unknown}; known fields are {sorted(known)}")
+        values = dict(data)
+        if "hidden_sizes" in values:
+            values["hidden_sizes"] = tuple(values["hidden_sizes"])
+        return cls(**values)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def _check_range(name: str, value: Any, low: float, high: float, *, low_open: bool, high_open: bool) -> None:
+    interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    ok = _is_number(value) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+

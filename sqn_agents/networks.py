@@ -1,0 +1,127 @@
+"""Q networks: a torso chosen from the observation space, and a head with one Q value per action.
+
+The torso maps raw observations (any dtype: uint8 frames are scaled to [0, 1] here, on the
+device, so replay and host-to-device copies stay uint8) to a feature vector. The head
+outputs ``D * N`` numbers reshaped to a ``(B, D, N)`` Q table (see ``soft_q.py``).
+
+A user may replace the torso with their own module through ``network_factory``: a callable
+``(observation_space, num_outputs) -> nn.Module`` whose module maps a float tensor
+``(B, *obs_shape)`` to ``(B, num_outputs)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+NetworkFactory = Callable[[gym.spaces.Space, int], nn.Module]
+
+
+def _to_float(obs: torch.Tensor) -> torch.Tensor:
+    """Cast observations to float32; uint8 images are scaled to [0, 1]."""
+    if obs.dtype == torch.uint8:
+        return obs.float().div_(255.0)
+    return obs.float()
+
+
+class MLP(nn.Module):
+    """Flatten, then fully connected ReLU layers, then a linear output layer."""
+
+    def __init__(self, in_features: int, hidden_sizes: Sequence[int], out_features: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Flatten()]
+        width = in_features
+        for h in hidden_sizes:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, out_features))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+class NatureCNN(nn.Module):
+    """The convolutional network of Mnih et al. (2015), for channels-first frame stacks such as (4, 84, 84)."""
+
+    def __init__(self, obs_shape: tuple[int, int, int], out_features: int, hidden: int = 512) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(obs_shape[0], 32, 8, stride=4), nn.ReLU(),
+            nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            n_flat = self.conv(torch.zeros(1, *obs_shape)).shape[1]
+        self.head = nn.Sequential(nn.Linear(n_flat, hidden), nn.ReLU(), nn.Linear(hidden, out_features))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(obs))
+
+
+class SmallCNN(nn.Module):
+    """One 3x3 convolution and a 128-unit layer: the MinAtar network (Young & Tian, 2019), for small images."""
+
+    def __init__(self, obs_shape: tuple[int, int, int], out_features: int) -> None:
+        super().__init__()
+        c, h, w = obs_shape
+        self.net = nn.Sequential(
+            nn.Conv2d(c, 16, 3, stride=1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(16 * (h - 2) * (w - 2), 128), nn.ReLU(), nn.Linear(128, out_features),
+        )
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+class QNetwork(nn.Module):
+    """Observation -> (B, D, N) Q table. Casts and, for channels-last images, transposes the input."""
+
+    def __init__(self, body: nn.Module, action_dims: int, num_actions: int, channels_last: bool = False) -> None:
+        super().__init__()
+        self.body = body
+        self.action_dims = action_dims
+        self.num_actions = num_actions
+        self.channels_last = channels_last
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = _to_float(obs)
+        if self.channels_last:
+            x = x.permute(0, 3, 1, 2)
+        return self.body(x).view(-1, self.action_dims, self.num_actions)
+
+
+def image_layout(shape: tuple[int, ...]) -> str | None:
+    """'channels_first', 'channels_last' or None (not an image) for an observation shape.
+
+    A 3-D shape is an image; its channel axis is the smaller of the two ends, which
+    distinguishes (4, 84, 84) frame stacks from MinAtar's (10, 10, C) boards.
+    """
+    if len(shape) != 3:
+        return None
+    return "channels_last" if shape[-1] < shape[0] else "channels_first"
+
+
+def build_q_network(
+    observation_space: gym.spaces.Space,
+    action_dims: int,
+    num_actions: int,
+    hidden_sizes: Sequence[int],
+    network_factory: NetworkFactory | None = None,
+) -> QNetwork:
+    """Pick a torso for the observation space (or call the user's factory) and wrap it as a QNetwork."""
+    out = action_dims * num_actions
+    shape = tuple(observation_space.shape)
+    if network_factory is not None:
+        return QNetwork(network_factory(observation_space, out), action_dims, num_actions)
+    layout = image_layout(shape)
+    if layout is None:
+        return QNetwork(MLP(int(np.prod(shape)), hidden_sizes, out), action_dims, num_actions)
+    chw = shape if layout == "channels_first" else (shape[2], shape[0], shape[1])
+    body = NatureCNN(chw, out) if min(chw[1:]) >= 36 else SmallCNN(chw, out)
+    return QNetwork(body, action_dims, num_actions, channels_last=layout == "channels_last")

@@ -1,0 +1,133 @@
+"""Between Gymnasium spaces and the agent's arrays: input checks and action index codecs.
+
+The agent works on zero-based action indices of shape ``(B, D)``; users pass and receive
+actions as their space defines them (``Discrete`` ints with a ``start`` offset, or
+``MultiDiscrete`` arrays of any ``nvec`` shape with ``start`` offsets). Every check here
+raises a ``ValueError`` that names the argument, what it got and what was expected.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+
+class ActionCodec:
+    """Converts user actions to ``(B, D)`` zero-based indices and back, for Discrete and MultiDiscrete."""
+
+    def __init__(self, space: gym.spaces.Space) -> None:
+        if isinstance(space, gym.spaces.Discrete):
+            self.sizes = np.array([space.n], dtype=np.int64)
+            self.start = np.array([space.start], dtype=np.int64)
+            self.shape: tuple[int, ...] = ()
+        elif isinstance(space, gym.spaces.MultiDiscrete):
+            self.sizes = np.asarray(space.nvec, dtype=np.int64).ravel()
+            self.start = np.asarray(space.start, dtype=np.int64).ravel()
+            self.shape = tuple(space.nvec.shape)
+        else:
+            raise ValueError(
+                f"action_space must be gymnasium.spaces.Discrete or MultiDiscrete, got {space!r}; "
+                "for other spaces, wrap the env (e.g. wrappers.FlattenMultiDiscreteAction) or discretise it"
+            )
+        self.space = space
+        self.dtype = space.dtype
+        self.action_dims = len(self.sizes)
+        self.num_actions = int(self.sizes.max())
+        # (D, N) mask of real actions; None when every dimension has N actions (no padding needed).
+        padded = np.arange(self.num_actions)[None, :] < self.sizes[:, None]
+        self.mask = None if padded.all() else padded
+
+    def batch_size_of(self, action: Any) -> int | None:
+        """None for a single action, B for a batch of B actions; raises for other shapes."""
+        shape = np.shape(action)
+        if shape == self.shape:
+            return None
+        if len(shape) == len(self.shape) + 1 and shape[1:] == self.shape:
+            return shape[0]
+        single = "a scalar" if self.shape == () else f"shape {self.shape}"
+        raise ValueError(
+            f"action has shape {shape}; expected {single} for one action of {self.space} "
+            f"or (batch, *{self.shape}) for a batch of actions"
+        )
+
+    def to_index(self, action: Any, batch: int | None) -> np.ndarray:
+        """User action(s) -> ``(B, D)`` int64 zero-based indices, checking that each lies in the space."""
+        arr = np.asarray(action)
+        if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):
+            arr = arr.astype(np.int64)  # accept 2.0 for 2, as np.int64(2.0) would
+        if arr.dtype.kind not in "iu":
+            raise ValueError(f"action must be integer-valued for {self.space}, got dtype {arr.dtype} ({action!r})")
+        index = arr.reshape(1 if batch is None else batch, self.action_dims).astype(np.int64) - self.start
+        if np.any(index < 0) or np.any(index >= self.sizes):
+            raise ValueError(f"action {action!r} is outside the action space {self.space}")
+        return index
+
+    def from_index(self, index: np.ndarray, batched: bool) -> Any:
+        """``(B, D)`` zero-based indices -> user actions (an int or array for one, an array for a batch)."""
+        actions = (index + self.start).astype(self.dtype, copy=False)
+        if self.shape == ():
+            actions = actions[:, 0]
+            return actions if batched else actions[0].item()
+        actions = actions.reshape(-1, *self.shape)
+        return actions if batched else actions[0]
+
+
+def batch_size_of_obs(obs: np.ndarray, space: gym.spaces.Box, name: str = "obs") -> int | None:
+    """None when ``obs`` has the space's shape, B when it has ``(B, *shape)``; otherwise a ValueError."""
+    if obs.shape == space.shape:
+        return None
+    if obs.ndim == len(space.shape) + 1 and obs.shape[1:] == space.shape:
+        return obs.shape[0]
+    raise ValueError(
+        f"{name} has shape {obs.shape}; expected {space.shape} for one observation "
+        f"or (batch, {', '.join(map(str, space.shape))}) for a batch from a vector env"
+    )
+
+
+def as_obs_array(obs: Any, space: gym.spaces.Box, name: str = "obs") -> np.ndarray:
+    """Array of the space's dtype; refuses lossy casts (floats into an integer space) and non-finite values."""
+    arr = np.asarray(obs)
+    if arr.dtype != space.dtype:
+        if arr.dtype.kind == "f" and space.dtype.kind in "iub":
+            raise ValueError(f"{name} has dtype {arr.dtype}, but the observation space holds {space.dtype}")
+        if arr.dtype.kind not in "fiub":
+            raise ValueError(f"{name} has dtype {arr.dtype}; expected numbers of dtype {space.dtype}")
+        arr = arr.astype(space.dtype)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity; observations must be finite")
+    return arr
+
+
+def check_observation_space(space: gym.spaces.Space) -> gym.spaces.Box:
+    """The agent takes Box observations of any shape (vectors, images, MinAtar boards)."""
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(
+            f"observation_space must be gymnasium.spaces.Box, got {space!r}; "
+            "wrap Discrete or Dict observations first (e.g. gymnasium.wrappers.FlattenObservation)"
+        )
+    return space
+
+
+def describe_space(space: gym.spaces.Space) -> dict[str, Any]:
+    """A JSON description of a space, used to check a checkpoint against an env without pickle."""
+    if isinstance(space, gym.spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype)}
+    if isinstance(space, gym.spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
+    raise ValueError(f"cannot describe space {space!r}")
+
+
+def space_from_description(desc: dict[str, Any], low: np.ndarray | None = None, high: np.ndarray | None = None) -> gym.spaces.Space:
+    """Inverse of ``describe_space`` (a Box takes its bounds from ``low``/``high``)."""
+    kind = desc.get("type")
+    if kind == "Box":
+        return gym.spaces.Box(low=low, high=high, shape=tuple(desc["shape"]), dtype=np.dtype(desc["dtype"]))
+    if kind == "Discrete":
+        return gym.spaces.Discrete(desc["n"], start=desc["start"])
+    if kind == "MultiDiscrete":
+        return gym.spaces.MultiDiscrete(np.array(desc["nvec"]), start=np.array(desc["start"]))
+    raise ValueError(f"unknown space description {desc!r}")
