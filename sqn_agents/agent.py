@@ -52,8 +52,10 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def _autoreset_name(mode: Any) -> str:
-    name = str(getattr(mode, "value", mode)).lower()
-    if name not in AUTORESET_MODES:
+    # Accept gymnasium.vector.AutoresetMode members (values 'NextStep', ...) and 'next_step'-style strings.
+    key = str(getattr(mode, "value", mode)).replace("_", "").lower()
+    name = {m.replace("_", ""): m for m in AUTORESET_MODES}.get(key)
+    if name is None:
         raise ValueError(f"autoreset_mode must be one of {AUTORESET_MODES} (or gymnasium.vector.AutoresetMode), got {mode!r}")
     return name
 
@@ -127,7 +129,8 @@ class SQNAgent:
     def _make_replay(self, seed: int | None) -> ReplayBuffer:
         cfg, space = self.config, self.observation_space
         kind = cfg.replay
-        if kind != "uniform":
+        maybe_stack = space.dtype == np.uint8 and len(space.shape) == 3  # avoid the import for vectors
+        if kind == "frame_stack" or (kind == "auto" and maybe_stack):
             from sqn_agents.frame_replay import FrameStackReplayBuffer, is_frame_stack_space
 
             stackable = is_frame_stack_space(space.shape, space.dtype)

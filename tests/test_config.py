@@ -1,0 +1,47 @@
+"""SQNConfig validates itself: each bad value names the field and the allowed range."""
+
+import pytest
+
+from sqn_agents import SQNConfig
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gamma": 1.0}, r"gamma must be in \[0.0, 1.0\)"),
+        ({"gamma": -0.1}, "gamma must be in"),
+        ({"tau": 0.0}, r"tau must be in \(0.0, 1.0\]"),
+        ({"learning_rate": -1e-3}, "learning_rate must be a finite number > 0"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number > 0"),
+        ({"alpha_learning_rate": 0}, "alpha_learning_rate must be"),
+        ({"initial_alpha": 0.0}, "initial_alpha must be"),
+        ({"target_entropy_ratio": 1.0}, r"target_entropy_ratio must be in \(0.0, 1.0\)"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"batch_size": 2.5}, "batch_size must be an integer"),
+        ({"buffer_size": 10, "batch_size": 32}, r"batch_size \(32\) must not exceed buffer_size \(10\)"),
+        ({"learning_starts": -1}, "learning_starts must be an integer >= 0"),
+        ({"train_freq": 0}, "train_freq must be an integer >= 1"),
+        ({"gradient_steps": True}, "gradient_steps must be an integer"),
+        ({"hidden_sizes": ()}, "hidden_sizes must be a non-empty tuple"),
+        ({"hidden_sizes": (64, 0)}, "hidden_sizes must be"),
+        ({"max_grad_norm": -1.0}, "max_grad_norm must be"),
+        ({"loss": "l1"}, "loss must be one of"),
+        ({"multidiscrete_target": "max"}, "multidiscrete_target must be one of"),
+        ({"replay": "prioritized"}, "replay must be one of"),
+        ({"autotune_alpha": "yes"}, "autotune_alpha must be a bool"),
+    ],
+)
+def test_bad_values_raise_naming_the_field(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        SQNConfig(**overrides)
+
+
+def test_defaults_are_valid_and_round_trip_through_dict():
+    cfg = SQNConfig(hidden_sizes=[32, 32], max_grad_norm=None)
+    assert cfg.hidden_sizes == (32, 32)
+    assert SQNConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_from_dict_refuses_unknown_fields():
+    with pytest.raises(ValueError, match=r"unknown SQNConfig field\(s\) \['gama'\]"):
+        SQNConfig.from_dict({"gama": 0.9})
