@@ -223,6 +223,8 @@ class SQNAgent:
         batch = batch_size_of_obs(obs_arr, self.observation_space, "obs")
         if batch_size_of_obs(next_arr, self.observation_space, "next_obs") != batch:
             raise ValueError(f"obs has shape {obs_arr.shape} but next_obs has shape {next_arr.shape}; they must match")
+        if batch == 0:
+            raise ValueError(f"obs has shape {obs_arr.shape}: an empty batch holds no transition to store")
         n = 1 if batch is None else batch
         if self.codec.batch_size_of(action) != batch:
             raise ValueError(
@@ -232,7 +234,7 @@ class SQNAgent:
         index = self.codec.to_index(action, batch)
         rewards = self._scalars(reward, n, "reward", np.float32)
         if not np.isfinite(rewards).all():
-            raise ValueError(f"reward must be finite, got {reward!r}")
+            raise ValueError(f"reward must be finite (and within float32 range), got {reward!r}")
         term = self._scalars(terminated, n, "terminated", bool)
         trunc = self._scalars(truncated, n, "truncated", bool)
         if batch is None:
@@ -244,16 +246,24 @@ class SQNAgent:
         rows = slice(None) if keep is None else keep
         env_ids = np.arange(n)[rows]
         self.replay.add(obs_arr[rows], index[rows], rewards[rows], next_arr[rows], term[rows], trunc[rows], env_ids)
+        if batch is not None and self.autoreset_mode == "next_step":
+            self._prev_done = term | trunc  # only once the transition is stored: a rejected call changes nothing
         self.env_steps += len(env_ids)
 
     @staticmethod
     def _scalars(value: Any, n: int, name: str, dtype: Any) -> np.ndarray:
-        arr = np.asarray(value)
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{name} is not a number or a flat array of numbers ({e})") from None
         if arr.size != n or arr.ndim > 1:
             raise ValueError(f"{name} has shape {arr.shape}; expected {n} value(s) ({'a scalar' if n == 1 else f'shape ({n},)'})")
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric or bool, got dtype {arr.dtype}")
-        return arr.reshape(n).astype(dtype, copy=False)
+        if dtype is bool and arr.dtype.kind != "b" and not ((arr == 0) | (arr == 1)).all():
+            raise ValueError(f"{name} must be a bool (or 0/1), got {value!r}")  # NaN would cast to True
+        with np.errstate(over="ignore"):  # a reward too large for float32 becomes inf, which observe() refuses
+            return arr.reshape(n).astype(dtype, copy=False)
 
     def _restore_final_obs(self, next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any] | None) -> np.ndarray:
         """SAME_STEP autoreset: put the real last observation back for done rows."""
@@ -276,7 +286,6 @@ class SQNAgent:
         prev = self._prev_done
         if prev is not None and len(prev) != batch:
             raise ValueError(f"observe() got a batch of {batch}, but earlier batches had {len(prev)} sub-envs")
-        self._prev_done = done.copy()
         return None if prev is None or not prev.any() else np.flatnonzero(~prev)
 
     # ------------------------------------------------------------------ learning

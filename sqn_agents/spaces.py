@@ -14,6 +14,14 @@ import gymnasium as gym
 import numpy as np
 
 
+def _as_array(value: Any, name: str) -> np.ndarray:
+    """``np.asarray`` with numpy's error on ragged nested sequences turned into one that names the argument."""
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name} is not a rectangular array of numbers ({e})") from None
+
+
 class ActionCodec:
     """Converts user actions to ``(B, D)`` zero-based indices and back, for Discrete and MultiDiscrete."""
 
@@ -41,7 +49,7 @@ class ActionCodec:
 
     def batch_size_of(self, action: Any) -> int | None:
         """None for a single action, B for a batch of B actions; raises for other shapes."""
-        shape = np.shape(action)
+        shape = _as_array(action, "action").shape
         if shape == self.shape:
             return None
         if len(shape) == len(self.shape) + 1 and shape[1:] == self.shape:
@@ -54,11 +62,15 @@ class ActionCodec:
 
     def to_index(self, action: Any, batch: int | None) -> np.ndarray:
         """User action(s) -> ``(B, D)`` int64 zero-based indices, checking that each lies in the space."""
-        arr = np.asarray(action)
-        if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):
+        arr = _as_array(action, "action")
+        if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):  # NaN and infinity fail this
+            if np.any(np.abs(arr) >= 2.0**62):  # would overflow int64
+                raise ValueError(f"action {action!r} is outside the action space {self.space}")
             arr = arr.astype(np.int64)  # accept 2.0 for 2, as np.int64(2.0) would
         if arr.dtype.kind not in "iu":
             raise ValueError(f"action must be integer-valued for {self.space}, got dtype {arr.dtype} ({action!r})")
+        if arr.dtype == np.uint64 and arr.size and arr.max() >= 2**63:  # would wrap to a negative int64
+            raise ValueError(f"action {action!r} is outside the action space {self.space}")
         index = arr.reshape(1 if batch is None else batch, self.action_dims).astype(np.int64) - self.start
         if np.any(index < 0) or np.any(index >= self.sizes):
             raise ValueError(f"action {action!r} is outside the action space {self.space}")
@@ -87,16 +99,29 @@ def batch_size_of_obs(obs: np.ndarray, space: gym.spaces.Box, name: str = "obs")
 
 
 def as_obs_array(obs: Any, space: gym.spaces.Box, name: str = "obs") -> np.ndarray:
-    """Array of the space's dtype; refuses lossy casts (floats into an integer space) and non-finite values."""
-    arr = np.asarray(obs)
+    """Array of the space's dtype; refuses lossy casts and non-finite values.
+
+    Lossy casts are floats into an integer space and integers that do not fit the space's
+    integer dtype (300 into uint8 would silently wrap to 44). Float values that overflow a
+    smaller float dtype (1e39 into float32) become infinite and are refused as such.
+    """
+    arr = _as_array(obs, name)
     if arr.dtype != space.dtype:
         if arr.dtype.kind == "f" and space.dtype.kind in "iub":
             raise ValueError(f"{name} has dtype {arr.dtype}, but the observation space holds {space.dtype}")
         if arr.dtype.kind not in "fiub":
             raise ValueError(f"{name} has dtype {arr.dtype}; expected numbers of dtype {space.dtype}")
-        arr = arr.astype(space.dtype)
+        if arr.dtype.kind in "iu" and space.dtype.kind in "iu" and arr.size:
+            info = np.iinfo(space.dtype)
+            if arr.min() < info.min or arr.max() > info.max:
+                raise ValueError(
+                    f"{name} holds values in [{arr.min()}, {arr.max()}], which do not fit the observation "
+                    f"space's dtype {space.dtype} [{info.min}, {info.max}]"
+                )
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow to inf is caught just below
+            arr = arr.astype(space.dtype)
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity; observations must be finite")
+        raise ValueError(f"{name} contains NaN or infinity (as {arr.dtype}); observations must be finite")
     return arr
 
 
