@@ -1,0 +1,95 @@
+"""Test helpers: a full snapshot of an agent's state, to prove a call changed nothing or a load restored everything.
+
+Imported by the checkpoint, resume and bad-input tests (``tests/`` is on ``sys.path`` under pytest).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors.torch
+import torch
+
+from sqn_agents import SQNAgent
+from sqn_agents.checkpoint import MANIFEST, _manifest_digest
+
+
+def _optimizer_snapshot(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    state = optimizer.state_dict()
+    return {
+        "state": {pid: {k: v.detach().clone() for k, v in entries.items()} for pid, entries in state["state"].items()},
+        "param_groups": copy.deepcopy(state["param_groups"]),
+    }
+
+
+def snapshot(agent: SQNAgent) -> dict[str, Any]:
+    """Everything an observe/learn/load could change: networks, temperature, optimizers, replay, RNGs, counters."""
+    return {
+        "q_nets": {k: v.detach().clone() for k, v in agent.q_nets.state_dict().items()},
+        "target_nets": {k: v.detach().clone() for k, v in agent.target_nets.state_dict().items()},
+        "log_alpha": agent.log_alpha.detach().clone(),
+        "q_optimizer": _optimizer_snapshot(agent.q_optimizer),
+        "alpha_optimizer": _optimizer_snapshot(agent.alpha_optimizer),
+        "replay": {k: np.array(v, copy=True) for k, v in agent.replay.state_dict().items()},
+        "replay_len": len(agent.replay),
+        "replay_rng": copy.deepcopy(agent.replay.rng.bit_generator.state),
+        "generator": agent.generator.get_state().clone(),
+        "counters": (agent.env_steps, agent.updates, agent.gradient_steps, agent.skipped_updates),
+        "prev_done": None if agent._prev_done is None else agent._prev_done.copy(),
+    }
+
+
+def assert_same_state(a: dict[str, Any], b: dict[str, Any], path: str = "") -> None:
+    """Exact equality of two snapshots (tensors bit for bit), naming the first difference."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), f"{path}: keys {sorted(map(str, a))} != {sorted(map(str, b))}"
+        for k in a:
+            assert_same_state(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), f"{path} differs"
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b), f"{path} differs"
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{path}: lengths {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_same_state(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+# ---------------------------------------------------------------------- editing checkpoints
+def read_manifest(directory: Path) -> dict[str, Any]:
+    return json.loads((directory / MANIFEST).read_text())
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """Write a manifest with a valid self-digest: an edit that passes the integrity checks."""
+    manifest = dict(manifest)
+    manifest["manifest_sha256"] = _manifest_digest(manifest)
+    (directory / MANIFEST).write_text(json.dumps(manifest))
+
+
+def group_path(directory: Path, group: str) -> Path:
+    return directory / read_manifest(directory)["files"][group]["file"]
+
+
+def read_group(directory: Path, group: str) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load(group_path(directory, group).read_bytes())
+
+
+def replace_file_rehashed(directory: Path, group: str, data: bytes) -> None:
+    """Overwrite a group's file and fix its hash, size and the manifest digest (a forged checkpoint)."""
+    group_path(directory, group).write_bytes(data)
+    manifest = read_manifest(directory)
+    manifest["files"][group].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    write_manifest(directory, manifest)
+
+
+def replace_group_rehashed(directory: Path, group: str, tensors: dict[str, torch.Tensor]) -> None:
+    replace_file_rehashed(directory, group, safetensors.torch.save({k: v.contiguous() for k, v in tensors.items()}))
