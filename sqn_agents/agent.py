@@ -97,16 +97,19 @@ class SQNAgent:
         self.autoreset_mode = _autoreset_name(autoreset_mode)
         cfg = self.config
 
-        if seed is not None:
-            torch.manual_seed(seed)  # network initialisation
-        self.generator = torch.Generator(device=self.device)  # action sampling
-        self.generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+        # Action sampling has its own generator, and the seeded network initialisation runs on a
+        # forked RNG, so the agent neither reads nor changes the user's global torch RNG.
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
 
         # Twin online Q networks, and their Polyak-averaged targets (never trained directly).
         dims, n = self.codec.action_dims, self.codec.num_actions
-        self.q_nets = nn.ModuleList(
-            [build_q_network(observation_space, dims, n, cfg.hidden_sizes, network_factory) for _ in range(2)]
-        ).to(self.device)
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.q_nets = nn.ModuleList(
+                [build_q_network(observation_space, dims, n, cfg.hidden_sizes, network_factory) for _ in range(2)]
+            ).to(self.device)
         self.target_nets = copy.deepcopy(self.q_nets).requires_grad_(False)
         self.q_optimizer = torch.optim.Adam(self.q_nets.parameters(), lr=cfg.learning_rate)
 
