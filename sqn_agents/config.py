@@ -70,7 +70,7 @@ class SQNConfig:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})"
             )
-        if not self.hidden_sizes or any(
+        if not isinstance(self.hidden_sizes, (tuple, list)) or not self.hidden_sizes or any(
             isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes
         ):
             raise ValueError(f"hidden_sizes must be a non-empty tuple of positive ints, got {self.hidden_sizes!r}")
