@@ -368,10 +368,9 @@ def load_agent(
 ) -> SQNAgent:
     """Rebuild an agent from a checkpoint directory, checking everything it reads.
 
-    Every problem is a ``CheckpointError`` that names the file or field. Loading does not
-    touch torch's global RNG (the agent's own generator is restored from the checkpoint).
+    Every problem is a ``CheckpointError`` that names the file or field.
     """
-    from sqn_agents.agent import SQNAgent, resolve_device
+    from sqn_agents.agent import SQNAgent
 
     manifest, groups = read_checkpoint(path)
     where = str(path)
@@ -405,15 +404,11 @@ def load_agent(
             f"checkpoint at {path} was saved from an agent with a custom network_factory; pass the same factory to load()"
         )
 
-    # Building the agent draws from torch's global RNG (network init, seeding): keep that local.
-    target = resolve_device(device)
-    fork_devices = list(range(torch.cuda.device_count())) if target.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        try:
-            agent = SQNAgent(obs_space, act_space, config, device=target, network_factory=network_factory,
-                             autoreset_mode=manifest.get("autoreset_mode", "next_step"))
-        except ValueError as e:
-            raise CheckpointError(f"checkpoint at {path} describes an agent that cannot be built: {e}") from None
+    try:
+        agent = SQNAgent(obs_space, act_space, config, device=device, network_factory=network_factory,
+                         autoreset_mode=manifest.get("autoreset_mode", "next_step"))
+    except ValueError as e:
+        raise CheckpointError(f"checkpoint at {path} describes an agent that cannot be built: {e}") from None
     for prefix, module in (("q_nets", agent.q_nets), ("target_nets", agent.target_nets)):
         saved = {k[len(prefix) + 1 :]: v for k, v in model.items() if k.startswith(prefix + ".")}
         _check_tensors(f"{path} ({prefix})", module.state_dict(), saved)

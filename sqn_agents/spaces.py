@@ -63,7 +63,9 @@ class ActionCodec:
     def to_index(self, action: Any, batch: int | None) -> np.ndarray:
         """User action(s) -> ``(B, D)`` int64 zero-based indices, checking that each lies in the space."""
         arr = _as_array(action, "action")
-        if arr.dtype.kind == "f" and np.all(np.mod(arr, 1) == 0):  # NaN and infinity fail this
+        with np.errstate(invalid="ignore"):
+            integral = arr.dtype.kind == "f" and bool(np.all(np.mod(arr, 1) == 0))  # NaN and infinity fail this
+        if integral:
             if np.any(np.abs(arr) >= 2.0**62):  # would overflow int64
                 raise ValueError(f"action {action!r} is outside the action space {self.space}")
             arr = arr.astype(np.int64)  # accept 2.0 for 2, as np.int64(2.0) would
