@@ -490,6 +490,25 @@ def test_custom_network_factory_is_required_and_checked(tmp_path):
     assert_same_state(snapshot(agent), snapshot(loaded))
 
 
+def test_a_generator_state_from_another_device_reseeds_with_a_warning(ckpt, saved):
+    """Simulates a checkpoint written on CUDA and loaded on a CPU-only machine (a CUDA generator's state is
+    16 bytes, a CPU generator's 5056): everything else loads exactly; sampling is reseeded, with a warning."""
+    tensors = read_group(ckpt, "state")
+    tensors["torch_generator"] = torch.arange(16, dtype=torch.uint8)
+    replace_group_rehashed(ckpt, "state", tensors)
+    manifest = read_manifest(ckpt)
+    manifest["generator_device"] = "cuda"
+    write_manifest(ckpt, manifest)
+    with pytest.warns(RuntimeWarning, match="saved with a cuda action-sampling generator and is loaded on cpu"):
+        loaded = SQNAgent.load(ckpt, device="cpu")
+    want, got = snapshot(saved[0]), snapshot(loaded)
+    assert not torch.equal(want.pop("generator"), got.pop("generator"))
+    assert_same_state(want, got)
+    with pytest.warns(RuntimeWarning):
+        again = SQNAgent.load(ckpt, device="cpu")
+    assert torch.equal(again.generator.get_state(), loaded.generator.get_state())  # reseeded deterministically
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_a_cuda_checkpoint_loads_on_the_cpu_with_a_warning(tmp_path):
     env = gym.make("CartPole-v1")
