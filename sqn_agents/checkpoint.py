@@ -334,15 +334,15 @@ def _check_replay(where: str, agent: SQNAgent, saved: dict[str, torch.Tensor]) -
             raise CheckpointError(f"{where} replay array '{name}' contains NaN or infinity")
         if name in ("terminated", "truncated") and not ((arr == 0) | (arr == 1)).all():
             raise CheckpointError(f"{where} replay array '{name}' holds values other than 0 and 1")
-    capacity = getattr(agent.replay, "capacity", None)
-    if "pos" in arrays and capacity is not None and not 0 <= int(arrays["pos"]) < capacity:
-        raise CheckpointError(f"{where} replay position {int(arrays['pos'])} is outside the buffer of capacity {capacity}")
     actions = arrays.get("actions")
     if actions is not None and actions.ndim == 2 and actions.size and (
         (actions < 0).any() or (actions >= agent.codec.sizes).any()
     ):
         raise CheckpointError(f"{where} replay holds action indices outside the action space {agent.action_space}")
-    if type(agent.replay) is ReplayBuffer:
+    if type(agent.replay) is ReplayBuffer:  # other buffers check their own layout in load_state_dict
+        capacity = agent.replay.capacity
+        if not 0 <= int(arrays["pos"]) < capacity:
+            raise CheckpointError(f"{where} replay position {int(arrays['pos'])} is outside the buffer of capacity {capacity}")
         lengths = {name: len(arrays[name]) for name in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")}
         n = lengths["rewards"]
         if len(set(lengths.values())) != 1 or n > capacity or (n < capacity and int(arrays["pos"]) != n):

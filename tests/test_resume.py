@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 from agent_state import assert_same_state, snapshot
 
@@ -95,3 +96,55 @@ def test_resume_of_a_vector_env_restores_the_autoreset_bookkeeping(tmp_path):
 
     assert resumed == straight
     assert_same_state(final, snapshot(agent))
+
+
+class FrameStackEnv(gym.Env):
+    """Channels-first uint8 stacks of 4 frames that overlap like Atari frame stacks (each step shifts the
+    stack and appends one new random frame), in short episodes: what the frame-deduplicating replay stores."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (4, 12, 12), np.uint8)
+        self.action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.stack = self.np_random.integers(0, 256, (4, 12, 12), dtype=np.uint8)
+        return self.stack.copy(), {}
+
+    def step(self, action):
+        self.t += 1
+        frame = self.np_random.integers(0, 256, (1, 12, 12), dtype=np.uint8)
+        self.stack = np.concatenate([self.stack[1:], frame])
+        return self.stack.copy(), float(action == self.t % 3), self.t >= 15, False, {}
+
+
+def test_resume_with_the_frame_stack_replay_continues_exactly(tmp_path):
+    pytest.importorskip("sqn_agents.frame_replay", reason="the frame-stack replay is not in this checkout yet")
+    config = SQNConfig(batch_size=16, buffer_size=200, learning_starts=40)  # replay='auto' picks frame_stack
+
+    def run(steps, log, agent=None, env=None, obs=None):
+        if agent is None:
+            env = FrameStackEnv()
+            agent = SQNAgent(env.observation_space, env.action_space, config, seed=1, device="cpu")
+            obs, _ = env.reset(seed=1)
+        for _ in range(steps):
+            action = agent.act(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            agent.observe(obs, action, reward, next_obs, terminated, truncated)
+            log.append((action, agent.learn()))
+            obs = next_obs if not (terminated or truncated) else env.reset()[0]
+        return agent, env, obs
+
+    straight: list = []
+    final, _, _ = run(100, straight)
+    assert type(final.replay).__name__ == "FrameStackReplayBuffer"
+
+    resumed: list = []
+    agent, env, obs = run(60, resumed)
+    agent.save(tmp_path / "frames", include_replay=True)
+    loaded = SQNAgent.load(tmp_path / "frames", device="cpu")
+    assert_same_state(snapshot(agent), snapshot(loaded))
+    run(40, resumed, loaded, env, obs)
+    assert resumed == straight
+    assert_same_state(snapshot(final), snapshot(loaded))
