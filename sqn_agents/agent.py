@@ -272,14 +272,21 @@ class SQNAgent:
         """SAME_STEP autoreset: put the real last observation back for done rows."""
         if self.autoreset_mode != "same_step" or not done.any():
             return next_obs
-        if info is None or "final_obs" not in info:
+        if not isinstance(info, dict) or "final_obs" not in info:
             raise ValueError(
                 "autoreset_mode='same_step' and a sub-env is done, so next_obs holds its reset observation; "
                 "pass info=info from envs.step() so observe() can use info['final_obs']"
             )
-        next_obs = next_obs.copy()
+        next_obs, final = next_obs.copy(), info["final_obs"]
         for i in np.flatnonzero(done):  # only the few done rows; final_obs is an object array
-            next_obs[i] = as_obs_array(info["final_obs"][i], self.observation_space, "info['final_obs']")
+            try:
+                row = final[i]
+            except (TypeError, IndexError, KeyError):
+                raise ValueError(f"info['final_obs'] has no final observation for done sub-env {i}") from None
+            row = as_obs_array(row, self.observation_space, f"info['final_obs'][{i}]")
+            if row.shape != self.observation_space.shape:  # it would broadcast silently
+                raise ValueError(f"info['final_obs'][{i}] has shape {row.shape}; expected {self.observation_space.shape}")
+            next_obs[i] = row
         return next_obs
 
     def _rows_to_keep(self, batch: int | None, done: np.ndarray) -> np.ndarray | None:

@@ -449,7 +449,7 @@ def load_agent(
         agent.replay.rng.bit_generator.state = manifest["replay_rng"]
         if replay is not None:
             agent.replay.load_state_dict(replay)
-    except (KeyError, ValueError, TypeError, RuntimeError) as e:
+    except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as e:
         raise CheckpointError(f"checkpoint at {path} has an inconsistent RNG or replay state: {e!r}") from None
     agent.env_steps, agent.updates = values["env_steps"], values["updates"]
     agent.gradient_steps, agent.skipped_updates = values["gradient_steps"], values["skipped_updates"]

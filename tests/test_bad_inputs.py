@@ -156,6 +156,37 @@ def test_one_bad_row_in_a_batch_refuses_the_whole_batch():
     assert agent.env_steps == 5  # 3 + 2: the reset row of sub-env 0 was dropped
 
 
+def _final_obs(*rows):
+    out = np.empty(len(rows), dtype=object)
+    out[:] = list(rows)
+    return out
+
+
+@pytest.mark.parametrize(
+    "info, match",
+    [
+        (None, r"pass info=info from envs.step\(\)"),
+        ([("final_obs", 1)], r"pass info=info from envs.step\(\)"),
+        ({"final_obs": None}, "no final observation for done sub-env 1"),
+        ({"final_obs": _final_obs(None)}, "no final observation for done sub-env 1"),
+        ({"final_obs": _final_obs(None, None, None)}, r"info\['final_obs'\]\[1\] has dtype object"),
+        ({"final_obs": _final_obs(None, np.array([0.5], np.float32), None)}, r"info\['final_obs'\]\[1\] has shape \(1,\)"),
+        ({"final_obs": _final_obs(None, np.array([0, np.nan, 0, 0], np.float32), None)},
+         r"info\['final_obs'\]\[1\] contains NaN"),
+    ],
+    ids=["no-info", "not-a-dict", "none", "short", "none-row", "shape", "nan"],
+)
+def test_same_step_autoreset_with_a_malformed_final_obs_is_refused(info, match):
+    agent = SQNAgent(*KINDS["discrete"], CONFIG, seed=0, device="cpu", autoreset_mode="same_step")
+    t = valid_transition("discrete", True, np.random.default_rng(0))
+    t["terminated"], t["truncated"] = np.array([False, True, False]), np.zeros(3, bool)
+    refused(agent, lambda: agent.observe(**t, info=info), match)
+    final = np.full(4, 0.25, np.float32)
+    agent.observe(**t, info={"final_obs": _final_obs(None, final, None)})
+    np.testing.assert_array_equal(agent.replay.next_obs[1], final)  # the real last observation, not the reset one
+    np.testing.assert_array_equal(agent.replay.next_obs[[0, 2]], t["next_obs"][[0, 2]])
+
+
 def test_an_empty_batch_is_refused():
     agent = make_agent("discrete", batched=True)
     empty = {"obs": np.zeros((0, 4), np.float32), "action": np.zeros(0, int), "reward": np.zeros(0),
