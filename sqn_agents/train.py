@@ -173,12 +173,13 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str, threshold:
 
 
 # ---------------------------------------------------------------------- the loop
-def _prepare_run(args: TrainArgs) -> tuple[TrainArgs, Path, SQNAgent | None]:
+def _prepare_run(args: TrainArgs) -> tuple[TrainArgs, Path]:
+    """The run folder, and the args: the given ones, or on --resume those in the run's args.json."""
     if args.resume is None:
         run_dir = Path(args.output_dir or f"runs/{args.env_id.replace('/', '-')}__{args.seed}")
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "args.json").write_text(json.dumps(_args_to_dict(args), indent=2))
-        return args, run_dir, None
+        return args, run_dir
     run_dir = Path(args.resume)
     if not (run_dir / "args.json").is_file():
         raise ValueError(f"--resume {run_dir}: no args.json there; expected a run folder written by sqn-train")
@@ -186,8 +187,7 @@ def _prepare_run(args: TrainArgs) -> tuple[TrainArgs, Path, SQNAgent | None]:
     saved["config"] = SQNConfig.from_dict(saved["config"])
     resumed = dataclasses.replace(TrainArgs(**saved), resume=str(run_dir),
                                   total_steps=max(args.total_steps, saved["total_steps"]), progress=args.progress)
-    agent = SQNAgent.load(run_dir / "checkpoint", device=resumed.device)
-    return resumed, run_dir, agent
+    return resumed, run_dir
 
 
 def _args_to_dict(args: TrainArgs) -> dict[str, Any]:
@@ -199,14 +199,16 @@ def _args_to_dict(args: TrainArgs) -> dict[str, Any]:
 def train(args: TrainArgs) -> dict[str, Any]:
     """Run the training loop; returns the summary that is printed at the end."""
     torch.set_num_threads(args.threads)
-    args, run_dir, agent = _prepare_run(args)
+    args, run_dir = _prepare_run(args)
     envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id) for _ in range(args.num_envs)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     eval_env = gym.wrappers.RecordEpisodeStatistics(make_env(args.env_id))
-    if agent is None:
+    if args.resume is None:
         agent = SQNAgent(envs.single_observation_space, envs.single_action_space, args.config,
                          device=args.device, seed=args.seed, autoreset_mode=envs.metadata["autoreset_mode"])
-    else:
+    else:  # the checkpoint must have been made for these envs' spaces
+        agent = SQNAgent.load(run_dir / "checkpoint", device=args.device,
+                              observation_space=envs.single_observation_space, action_space=envs.single_action_space)
         agent._prev_done = None  # the envs are new: no pending autoreset step
     threshold = getattr(eval_env.spec, "reward_threshold", None) if eval_env.spec else None
     log = RunLog(run_dir, append=args.resume is not None)

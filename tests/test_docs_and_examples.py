@@ -1,0 +1,69 @@
+"""The README's custom loop and the examples run as written (with smaller step counts)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_loop() -> str:
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    loops = [b for b in blocks if "agent.observe(" in b and "agent.learn()" in b]
+    assert loops, "the README lost its custom-loop example"
+    return loops[0]
+
+
+def test_readme_custom_loop_runs(tmp_path, monkeypatch):
+    code = readme_loop()
+    assert "range(100_000)" in code
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code.replace("range(100_000)", "range(1_500)"), "README.md", "exec"), namespace)
+    assert (tmp_path / "runs/cartpole/agent/checkpoint.json").is_file()
+    assert namespace["agent"].env_steps == 1_500
+
+
+@pytest.mark.slow
+def test_cartpole_custom_loop_example_runs(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples/cartpole_custom_loop.py"), "--steps", "2000", "--out", str(tmp_path / "a")],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    assert "greedy evaluation of the reloaded agent" in out
+
+
+def test_sqn_train_writes_the_run_folder(tmp_path):
+    from sqn_agents.train import main
+
+    run = tmp_path / "run"
+    main(["--total-steps", "1200", "--eval-every", "600", "--eval-episodes", "2", "--no-progress",
+          "--output-dir", str(run), "--config.learning-starts", "500", "--config.hidden-sizes", "32"])
+    for name in ("metrics.csv", "learning_curve.png", "summary.json", "args.json", "checkpoint/checkpoint.json"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert header.startswith("kind,env_step,wall_time,episode_return")
+    assert "eval," in (run / "metrics.csv").read_text()
+
+
+def test_sqn_train_resume_continues_the_run(tmp_path):
+    from sqn_agents import SQNAgent
+    from sqn_agents.train import main, read_metrics
+
+    run = tmp_path / "run"
+    common = ["--eval-every", "0", "--no-progress", "--log-every", "200"]
+    main(["--total-steps", "800", "--output-dir", str(run), "--config.learning-starts", "300",
+          "--config.hidden-sizes", "16", *common])
+    first = read_metrics(run / "metrics.csv")
+    main(["--resume", str(run), "--total-steps", "1400", *common])
+    rows = read_metrics(run / "metrics.csv")
+    assert len(rows["learn"]) > len(first["learn"])  # appended, not overwritten
+    assert max(r["env_step"] for r in rows["learn"]) > 800
+    agent = SQNAgent.load(run / "checkpoint", device="cpu")
+    assert agent.env_steps == 1400
+    assert agent.config.hidden_sizes == (16,)  # the run's own config, from args.json
