@@ -45,7 +45,7 @@ class SQNConfig:
     """Starting temperature (> 0); the fixed temperature when autotune_alpha is False."""
     alpha_learning_rate: float = 1e-3
     """Adam learning rate of log(alpha) (> 0)."""
-    target_entropy_ratio: float = 0.3
+    target_entropy_ratio: float = 0.8
     """Target entropy as a fraction of the maximum, ratio * sum_d log(n_d), in (0, 1)."""
     multidiscrete_target: Literal["independent", "mean"] = "independent"
     """MultiDiscrete TD target: one soft target per action dimension ('independent') or the
