@@ -298,6 +298,14 @@ class SQNAgent:
             raise ValueError(f"observe() got a batch of {batch}, but earlier batches had {len(prev)} sub-envs")
         return None if prev is None or not prev.any() else np.flatnonzero(~prev)
 
+    def vector_env_reset(self) -> None:
+        """Call after resetting a vector env yourself (``envs.reset()``) in NEXT_STEP mode.
+
+        The agent drops the step that follows a done step because the vector env's own
+        autoreset makes it a reset step; after a manual reset no such step is pending.
+        """
+        self._prev_done = None
+
     # ------------------------------------------------------------------ learning
     def _updates_due(self) -> int:
         cfg = self.config

@@ -209,7 +209,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     else:  # the checkpoint must have been made for these envs' spaces
         agent = SQNAgent.load(run_dir / "checkpoint", device=args.device,
                               observation_space=envs.single_observation_space, action_space=envs.single_action_space)
-        agent._prev_done = None  # the envs are new: no pending autoreset step
+        agent.vector_env_reset()  # the envs are new: no autoreset step is pending
     threshold = getattr(eval_env.spec, "reward_threshold", None) if eval_env.spec else None
     log = RunLog(run_dir, append=args.resume is not None)
 

@@ -230,3 +230,21 @@ def test_custom_network_factory_is_used_and_reloaded(tmp_path):
     agent.save(tmp_path / "ckpt")
     loaded = SQNAgent.load(tmp_path / "ckpt", network_factory=factory, device="cpu")
     np.testing.assert_array_equal(loaded.act(obs, deterministic=True), agent.act(obs, deterministic=True))
+
+
+def test_manual_vector_reset_forgets_pending_autoreset():
+    envs = gym.vector.SyncVectorEnv([lambda: CountingEnv(length=2) for _ in range(2)])
+    agent = SQNAgent(envs.single_observation_space, envs.single_action_space, SMALL, seed=0, device="cpu")
+    obs, _ = envs.reset(seed=0)
+    for _ in range(2):  # the second step ends both episodes
+        actions = agent.act(obs)
+        next_obs, rewards, term, trunc, _ = envs.step(actions)
+        agent.observe(obs, actions, rewards, next_obs, term, trunc)
+        obs = next_obs
+    assert term.all() and agent.env_steps == 4
+    obs, _ = envs.reset(seed=1)  # a manual reset: the next step is a real transition
+    agent.vector_env_reset()
+    actions = agent.act(obs)
+    next_obs, rewards, term, trunc, _ = envs.step(actions)
+    agent.observe(obs, actions, rewards, next_obs, term, trunc)
+    assert agent.env_steps == 6
