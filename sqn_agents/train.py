@@ -85,19 +85,35 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, **kwargs)
 
 
+# The info key under which wrappers.make_atari_env reports the unclipped score of a whole
+# game (wrappers.GAME_INFO_KEY; repeated here so that non-Atari runs never import wrappers).
+GAME_KEY = "game"
+
+
 def evaluate(agent: SQNAgent, env: gym.Env, episodes: int, seed: int) -> list[float]:
-    """Greedy episode returns. Uses the unclipped game score from ``info`` when a wrapper records one."""
+    """Greedy returns of ``episodes`` episodes, each starting from ``env.reset(seed=seed + i)``.
+
+    For Atari games from ``wrappers.make_atari_env`` an evaluation episode is a whole game:
+    a life loss that ends a training episode only starts the next life here, and the score
+    is the unclipped game score from ``info["game"]``.
+    """
     returns = []
     with agent.evaluating():
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
-            total, done = 0.0, False
-            while not done:
+            total = 0.0
+            while True:
                 obs, reward, terminated, truncated, info = env.step(agent.act(obs))
                 total += float(reward)
-                done = terminated or truncated
-            episode = info.get("episode")
-            returns.append(float(np.asarray(episode["r"])) if episode is not None else total)
+                if GAME_KEY in info:  # the real game ended
+                    returns.append(float(info[GAME_KEY]["r"]))
+                    break
+                if terminated and info.get("life_loss", False):  # only a life was lost: play on
+                    obs, _ = env.reset()
+                    continue
+                if terminated or truncated:
+                    returns.append(total)
+                    break
     return returns
 
 
@@ -202,7 +218,9 @@ def train(args: TrainArgs) -> dict[str, Any]:
     args, run_dir = _prepare_run(args)
     envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id) for _ in range(args.num_envs)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
-    eval_env = gym.wrappers.RecordEpisodeStatistics(make_env(args.env_id))
+    eval_env = make_env(args.env_id)
+    # Training returns: whole-game unclipped scores for Atari, else gymnasium's episode statistics.
+    score_key = GAME_KEY if args.env_id.startswith("ALE/") else "episode"
     if args.resume is None:
         agent = SQNAgent(envs.single_observation_space, envs.single_action_space, args.config,
                          device=args.device, seed=args.seed, autoreset_mode=envs.metadata["autoreset_mode"])
@@ -232,9 +250,9 @@ def train(args: TrainArgs) -> dict[str, Any]:
         step = agent.env_steps
         bar.update(step - before)
         wall = time.perf_counter() - t0
-        if "_episode" in infos:
-            for i in np.flatnonzero(infos["_episode"]):
-                ret, length = float(infos["episode"]["r"][i]), int(infos["episode"]["l"][i])
+        if f"_{score_key}" in infos:
+            for i in np.flatnonzero(infos[f"_{score_key}"]):
+                ret, length = float(infos[score_key]["r"][i]), int(infos[score_key]["l"][i])
                 recent.append(ret)
                 log.row("train", step, wall, episode_return=ret, episode_length=length)
         if metrics and step - last_log >= args.log_every:
