@@ -7,8 +7,11 @@ Games run from the ROMs that ale-py ships (no network). Everything is seeded.
 from __future__ import annotations
 
 import functools
+import os
+import subprocess
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -451,3 +454,14 @@ def test_vector_envs_of_the_pipeline_run(vector_env):
         assert envs.single_observation_space == Box(0, 255, (4, 84, 84), np.uint8)
     finally:
         envs.close()
+
+
+# ---------------------------------------------------------------------- the example
+def test_random_play_example_prints_game_scores():
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, str(root / "examples/atari_random_play.py"), "--games", "2"],
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    games = [line for line in out.splitlines() if line.startswith("game ")]
+    assert len(games) == 2 and all("(5 episodes" in line for line in games), out

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -200,3 +204,14 @@ def test_vector_envs_of_a_flattened_env_run(vector_env):
 def test_observation_space_is_kept():
     env = FlattenMultiDiscreteAction(EchoEnv([2, 2]))
     assert env.observation_space == MultiDiscrete([2, 2])
+
+
+def test_example_prints_the_c_order_table():
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run(
+        [sys.executable, str(root / "examples/flatten_multidiscrete.py")],
+        env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, timeout=120, check=True,
+    ).stdout
+    assert "MultiDiscrete([3 3 2], start=[-1 -1  0]) -> Discrete(18)" in out
+    assert "   1 -> [-1, -1, 1]" in out and "  13 -> [1, -1, 1]" in out
+    assert "action_to_index([1, -1, 1]) = 13" in out
