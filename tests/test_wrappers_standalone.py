@@ -1,10 +1,11 @@
 """The wrappers stand alone: no torch, no sqn_agents; ale-py and opencv only when an Atari env is built.
-And the examples in their docstrings run as written."""
+And the examples in their docstrings and in docs/wrappers.md run as written."""
 
 from __future__ import annotations
 
 import doctest
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,3 +63,35 @@ flat.step(5)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def docs_blocks() -> list[str]:
+    text = (ROOT / "docs/wrappers.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+# What each docs block prints, in order (the comments next to its print calls say the same).
+DOCS_OUTPUT = [
+    ["Box(0, 255, (4, 84, 84), uint8) Discrete(4)", "game scores: ["],
+    ["lives lost: "],
+    ["(2, 4, 84, 84)"],
+    ["Box(0, 255, (4, 84, 84), uint8)"],
+    ["Discrete(6)", "[2 0]", "[[ 1 -1]\n [ 2  1]]", "4", "[0 5]", "[2 0]"],
+    ["Discrete(12) (3, 2)"],
+]
+
+
+def test_every_docs_block_is_checked():
+    assert len(docs_blocks()) == len(DOCS_OUTPUT)
+
+
+@pytest.mark.parametrize("index", range(len(DOCS_OUTPUT)))
+def test_docs_examples_run_and_print_what_they_say(index, capsys):
+    code = docs_blocks()[index]
+    exec(compile(code, f"docs/wrappers.md block {index}", "exec"), {"__name__": "docs_example"})
+    out = capsys.readouterr().out
+    position = 0
+    for expected in DOCS_OUTPUT[index]:
+        found = out.find(expected, position)
+        assert found >= 0, f"block {index} did not print {expected!r} (after position {position}):\n{out}"
+        position = found + len(expected)
