@@ -193,6 +193,17 @@ def test_options_change_the_pipeline():
     assert make_atari_env("BreakoutNoFrameskip-v4").unwrapped.spec.id == "BreakoutNoFrameskip-v4"
 
 
+def test_the_env_spec_recreates_the_pipeline():
+    """Each wrapper records its constructor arguments, so gym.make(env.spec) builds the same env."""
+    env = make_atari_env("Breakout", life_loss="signal", frame_stack=2, noop_max=5)
+    copy = gym.make(env.spec)
+    assert wrapper_chain(copy) == wrapper_chain(env)
+    assert copy.get_wrapper_attr("mode") == "signal" and copy.get_wrapper_attr("noop_max") == 5
+    np.testing.assert_array_equal(env.reset(seed=1)[0], copy.reset(seed=1)[0])
+    for action in [1, 2, 3, 0, 2]:
+        np.testing.assert_array_equal(env.step(action)[0], copy.step(action)[0])
+
+
 # ---------------------------------------------------------------------- fire reset
 def test_fire_reset_presses_fire_once_after_reset():
     base = ScriptedLivesEnv([3], meanings=("NOOP", "RIGHT", "FIRE"))
