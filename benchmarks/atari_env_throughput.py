@@ -1,6 +1,6 @@
 """Steps per second of the wrapped Atari env (make_atari_env) against the raw ALE env.
 
-    python benchmarks/atari_env_throughput.py            # Breakout, 7 repeats of 5,000 steps each (about a minute)
+    python benchmarks/atari_env_throughput.py            # Breakout, 7 repeats of 5,000 steps each (under a minute)
     python benchmarks/atari_env_throughput.py --quick    # 3 repeats of 1,000 steps (a few seconds)
 
 Both envs emulate 4 frames per step with the same sticky actions (0.25) and play the same
