@@ -48,6 +48,41 @@ def eval_auc(metrics_csv: Path, total_steps: int) -> float:
     return float(np.trapezoid(means, steps) / steps[-1])
 
 
+def wall_to_threshold(metrics_csv: Path, threshold: float = 475.0) -> float | None:
+    """Wall-clock seconds from the start of the run to the first evaluation at or above the threshold."""
+    for row in read_metrics(metrics_csv).get("eval", []):
+        if row["eval_return_mean"] >= threshold:
+            return row["wall_time"]
+    return None
+
+
+def plot_seeds(run_dirs: list[Path], out_png: Path) -> None:
+    """Greedy evaluation curves of several seeds: the mean, the min-max band and each seed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = [read_metrics(d / "metrics.csv")["eval"] for d in run_dirs]
+    steps = np.array([r["env_step"] for r in curves[0]])
+    n = min(len(c) for c in curves)
+    values = np.array([[r["eval_return_mean"] for r in c[:n]] for c in curves])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for v in values:
+        ax.plot(steps[:n], v, color="tab:orange", alpha=0.25, linewidth=1)
+    ax.plot(steps[:n], values.mean(0), color="tab:orange", linewidth=2, label=f"mean of {len(values)} seeds")
+    ax.fill_between(steps[:n], values.min(0), values.max(0), color="tab:orange", alpha=0.15, label="min-max")
+    ax.axhline(475, color="gray", linestyle="--", linewidth=1, label="475")
+    ax.set(xlabel="environment steps", ylabel="greedy evaluation return (10 episodes)",
+           title="SQN on CartPole-v1 (sqn-train defaults)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
@@ -57,6 +92,7 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="SQNConfig overrides")
     p.add_argument("--quick", action="store_true", help="2 seeds x 4k steps, to check the script runs")
     p.add_argument("--out", default=None, help="folder for the runs (default: a temporary folder)")
+    p.add_argument("--plot", default=None, help="write the evaluation curves of all seeds to this PNG")
     a = p.parse_args()
     if a.quick:
         a.seeds, a.total_steps, a.eval_every, a.eval_episodes = a.seeds[:2], 4_000, 2_000, 3
@@ -69,6 +105,7 @@ def main() -> None:
                          output_dir=str(out / f"seed{seed}"), config=config)
         s = train(args)
         s["eval_auc"] = eval_auc(out / f"seed{seed}" / "metrics.csv", a.total_steps)
+        s["wall_to_475_s"] = wall_to_threshold(out / f"seed{seed}" / "metrics.csv")
         rows.append(s)
         print(f"seed {seed}: steps to 475 = {s['steps_to_threshold']}, final eval = {s['final_eval_return']:.1f}, "
               f"AUC = {s['eval_auc']:.1f}, wall = {s['wall_time_s']} s, {s['steps_per_second']} steps/s", flush=True)
@@ -85,9 +122,12 @@ def main() -> None:
         "final_eval": [round(r["final_eval_return"], 1) for r in rows],
         "eval_auc_mean": round(statistics.mean(r["eval_auc"] for r in rows), 1),
         "wall_time_s": [r["wall_time_s"] for r in rows],
+        "wall_to_475_s": [r["wall_to_475_s"] for r in rows],
         "steps_per_second_median": statistics.median(r["steps_per_second"] for r in rows),
         "runs": str(out),
     }
+    if a.plot:
+        plot_seeds([out / f"seed{seed}" for seed in a.seeds], Path(a.plot))
     print("RESULT " + json.dumps(result))
 
 
