@@ -1,0 +1,59 @@
+"""Every benchmark script's --quick mode runs and ends with a parseable ``RESULT {json}`` line.
+
+The parts that need the optional peers (stable-baselines3, tianshou, minatar: the ``bench``
+extra) are skipped when those are not installed, so this passes with only the ``dev`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+# (id, script and arguments, modules the case needs)
+CASES = [
+    ("cartpole_seeds", ["cartpole_seeds.py", "--quick"], []),
+    ("overhead", ["overhead.py", "--quick"], []),
+    ("throughput_sqn_only", ["throughput_peers.py", "--quick", "--systems", "sqn-train", "sqn-loop"], []),
+    ("throughput_peers", ["throughput_peers.py", "--quick", "--systems", "sqn-train", "sb3-dqn", "tianshou-dsac"],
+     ["stable_baselines3"]),
+    ("throughput_atari", ["throughput_peers.py", "--quick", "--skip-cartpole", "--atari"],
+     ["stable_baselines3", "ale_py"]),
+    ("sample_efficiency_sqn", ["sample_efficiency.py", "--quick", "--algos", "sqn"], []),
+    ("sample_efficiency_sb3", ["sample_efficiency.py", "--quick", "--algos", "sb3"], ["stable_baselines3", "minatar"]),
+]
+
+
+def run_quick(args: list[str]) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, str(BENCH / args[0]), *args[1:]], capture_output=True, text=True,
+                          cwd=BENCH.parent, env=env, timeout=300)
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"{args} printed no RESULT line:\n{proc.stdout[-3000:]}"
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args,needs", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_quick_mode_prints_result(args: list[str], needs: list[str]) -> None:
+    for module in needs:
+        pytest.importorskip(module)
+    result = run_quick(args)
+    assert result["benchmark"]
+    if args[0] != "cartpole_seeds.py":
+        assert result["quick"] is True
+    if args[0] == "throughput_peers.py":
+        for part in ("cartpole", "atari"):
+            if part in result and "steps_per_s_median" in result[part]:
+                assert all(v > 0 for v in result[part]["steps_per_s_median"].values())
+    if args[0] == "overhead.py":
+        assert result["ratios"]["learn: agent.learn/bare"] > 0
+    if args[0] == "sample_efficiency.py":
+        assert result["table"], "no runs in the quick sample-efficiency table"
