@@ -67,3 +67,14 @@ def test_sqn_train_resume_continues_the_run(tmp_path):
     agent = SQNAgent.load(run / "checkpoint", device="cpu")
     assert agent.env_steps == 1400
     assert agent.config.hidden_sizes == (16,)  # the run's own config, from args.json
+
+
+@pytest.mark.slow
+def test_atari_custom_loop_example_runs():
+    pytest.importorskip("ale_py")
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples/atari_custom_loop.py"), "--game", "Pong", "--steps", "400"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    assert "replay FrameStackReplayBuffer" in out  # frame stacks get the frame-deduplicated replay
+    assert "400 agent steps (1600 frames)" in out
