@@ -98,7 +98,7 @@ def git_state() -> dict[str, Any]:
             return ""
 
     return {"commit": git("rev-parse", "--short", "HEAD"),
-            "sqn_agents_modified": bool(git("status", "--porcelain", "--", "sqn_agents"))}
+            "sqn_agents_modified": bool(git("status", "--porcelain", "--untracked-files=no", "--", "sqn_agents"))}
 
 
 def short_machine() -> dict[str, Any]:
