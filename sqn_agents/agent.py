@@ -334,8 +334,11 @@ class SQNAgent:
 
     def _batch_tensors(self) -> tuple[torch.Tensor, ...]:
         batch = self.replay.sample(self.config.batch_size)
-        non_blocking = self.device.type == "cuda"
-        return tuple(torch.from_numpy(np.ascontiguousarray(x)).to(self.device, non_blocking=non_blocking) for x in batch)
+        tensors = (torch.from_numpy(np.ascontiguousarray(x)) for x in batch)  # no copy on the CPU
+        if self.device.type != "cuda":
+            return tuple(t.to(self.device) for t in tensors)
+        # CUDA: page-locked host memory lets the copies run asynchronously with the GPU's work.
+        return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in tensors)
 
     def _gradient_step(self) -> dict[str, float] | None:
         cfg = self.config

@@ -64,6 +64,9 @@ class TrainArgs:
     """torch CPU threads; 1 is fastest for small networks and avoids contention on small machines."""
     progress: bool = True
     """Show a progress bar."""
+    video: bool = False
+    """Record the first episode of every greedy evaluation to <run>/videos with gymnasium's RecordVideo
+    (needs moviepy: pip install "sqn-agents[video]")."""
     resume: str | None = None
     """Continue the run in this folder from its checkpoint (flags from its args.json; total_steps may be raised)."""
     config: SQNConfig = field(default_factory=SQNConfig)
@@ -88,6 +91,20 @@ def make_env(env_id: str, **kwargs: Any) -> gym.Env:
 # The info key under which wrappers.make_atari_env reports the unclipped score of a whole
 # game (wrappers.GAME_INFO_KEY; repeated here so that non-Atari runs never import wrappers).
 GAME_KEY = "game"
+
+
+def make_eval_env(args: TrainArgs, run_dir: Path) -> gym.Env:
+    """The greedy-evaluation env; with ``--video`` it records the first episode of each evaluation."""
+    if not args.video:
+        return make_env(args.env_id)
+    try:
+        import moviepy  # noqa: F401  (RecordVideo needs it, but only says so at the first episode's end)
+    except ImportError:
+        raise ValueError('--video needs moviepy: pip install "sqn-agents[video]"') from None
+    env = make_env(args.env_id, render_mode="rgb_array")
+    return gym.wrappers.RecordVideo(env, str(run_dir / "videos"), name_prefix="eval",
+                                    episode_trigger=lambda episode: episode % args.eval_episodes == 0,
+                                    disable_logger=True)
 
 
 def evaluate(agent: SQNAgent, env: gym.Env, episodes: int, seed: int) -> list[float]:
@@ -218,7 +235,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     args, run_dir = _prepare_run(args)
     envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id) for _ in range(args.num_envs)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
-    eval_env = make_env(args.env_id)
+    eval_env = make_eval_env(args, run_dir)
     # Training returns: whole-game unclipped scores for Atari, else gymnasium's episode statistics.
     score_key = GAME_KEY if args.env_id.startswith("ALE/") else "episode"
     if args.resume is None:

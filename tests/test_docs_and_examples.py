@@ -78,3 +78,16 @@ def test_atari_custom_loop_example_runs():
     ).stdout
     assert "replay FrameStackReplayBuffer" in out  # frame stacks get the frame-deduplicated replay
     assert "400 agent steps (1600 frames)" in out
+
+
+@pytest.mark.slow
+def test_sqn_train_video_records_evaluation_episodes(tmp_path):
+    pytest.importorskip("moviepy")
+    pytest.importorskip("pygame")
+    from sqn_agents.train import main
+
+    run = tmp_path / "run"
+    main(["--total-steps", "600", "--eval-every", "300", "--eval-episodes", "2", "--no-progress", "--video",
+          "--output-dir", str(run), "--config.learning-starts", "200", "--config.hidden-sizes", "16"])
+    videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
+    assert videos == ["eval-episode-0.mp4", "eval-episode-2.mp4"]  # the first episode of each evaluation
