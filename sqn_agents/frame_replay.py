@@ -1,0 +1,470 @@
+"""Frame-deduplicated replay for stacked image observations (Atari's ``(4, 84, 84)`` uint8 stacks).
+
+Why: consecutive observations of a frame-stacking env overlap. The stack at ``t + 1`` is the
+stack at ``t`` shifted by one frame plus one new frame, and ``next_obs`` of a step is ``obs`` of
+the following step. Storing ``obs`` and ``next_obs`` whole (``ReplayBuffer``) keeps every frame
+eight times; this buffer keeps it once, so a transition costs about one 7,056-byte frame plus a
+few scalars and indices, and 1M transitions fit in about 7.4 GB instead of 56 GB.
+
+Layout
+------
+* **Frame ring** ``frames``, shape ``(num_frames, *frame_shape)``. Every stored frame gets a global
+  id (0, 1, 2, ... in write order), lives in slot ``id % num_frames`` and is overwritten
+  ``num_frames`` ids later. ``num_frames = capacity + spare``: one frame per transition plus a
+  small margin (1/32) for the extra frames that episode starts cost.
+* **Transition ring** of ``capacity`` rows: ``obs_frames`` and ``next_frames`` (``(capacity, K)``
+  int64) hold the global ids of the ``K`` frames of ``obs`` and ``next_obs`` in stack order;
+  ``actions``, ``rewards``, ``terminated`` and ``truncated`` are stored as in ``ReplayBuffer``.
+  ``sample`` rebuilds stacks with one fancy index, ``frames[ids % num_frames]``.
+
+How frames are shared (decided by comparing pixels, never by trusting the caller)
+----------------------------------------------------------------------------------
+* Each stream (``env_ids``: one per vector-env sub-env) remembers the frame ids of its last
+  ``next_obs``. A new row's ``obs`` reuses them only if that stream's previous row was neither
+  terminated nor truncated (a new episode always starts from the reset stack it was given) and
+  ``obs`` equals those frames exactly. Otherwise its ``K`` frames are stored.
+* ``next_obs`` reuses ``obs[1:]`` if ``next_obs[:-1] == obs[1:]`` exactly and stores one new frame;
+  otherwise (not a frame stack, or a wrapper that does something else) all ``K`` frames are stored.
+* A frame that is about to be stored and equals the frame just before it in its stack is not
+  stored again: a reset stack padded by repeating its first frame costs one frame, and a frozen
+  screen costs none.
+
+Which transitions are valid
+---------------------------
+Transitions are numbered in write order (the *logical* index, slot ``logical % capacity``). The
+sampleable ones are exactly the logical range ``[tail, added)``, so ``sample`` draws uniformly
+from a contiguous range with one ``rng.integers`` call, like ``ReplayBuffer``. A transition
+stops being valid when its row is overwritten (``tail >= added - capacity``) or when one of its
+frames is overwritten. For the second, each transition carries an eviction ``key`` no larger
+than the smallest frame id it references, and keys are kept non-decreasing in logical order: a
+new transition whose key is smaller lowers the keys of the (few, recent) transitions above it.
+When frame ids below ``frames_written - num_frames`` are overwritten, every transition with a
+smaller key is at the front of the range, and ``tail`` moves past them (a binary search). The
+lowering evicts a few transitions slightly early (with interleaved streams, by about
+``K * streams`` frames); a stored frame older than ``reuse_window`` (half the frame ring) is never
+reused, which bounds that effect for streams that pause for a long time.
+
+If observations do not overlap (e.g. RGB images mistaken for stacks), each transition needs up
+to ``2K`` frames, the frame ring rather than ``capacity`` limits ``len()``, and a
+``FrameStackCapacityWarning`` says so; use ``ReplayBuffer`` for such observations.
+"""
+
+from __future__ import annotations
+
+import bisect
+import warnings
+
+import numpy as np
+
+from sqn_agents.replay import Batch
+
+# Rows handled per vectorised step of ``add``: bounds the temporaries of the pixel comparisons
+# (256 rows of 4x84x84 is 7 MB) for callers that add a long trajectory at once.
+_ADD_CHUNK = 256
+
+# The arrays of ``state_dict``, in its order.
+_STATE_NAMES = (
+    "frames", "obs_frames", "next_frames", "keys", "actions", "rewards", "terminated", "truncated",
+    "stream_ids", "stream_frames", "frames_written", "added",
+)
+
+
+def is_frame_stack_space(obs_shape: tuple[int, ...], obs_dtype: np.dtype | type) -> bool:
+    """Whether observations look like channels-first uint8 frame stacks such as ``(4, 84, 84)``.
+
+    The agent uses it to pick ``FrameStackReplayBuffer`` by itself. It is a shape test: a stack
+    axis of 2 to 16 frames, first, and smaller than both image sides, so channels-last images
+    such as MinAtar's ``(10, 10, C)`` are refused. Correctness never depends on it (the buffer
+    compares pixels); only memory does.
+    """
+    shape = tuple(int(s) for s in obs_shape)
+    return (
+        np.dtype(obs_dtype) == np.uint8
+        and len(shape) == 3
+        and 2 <= shape[0] <= 16
+        and shape[0] < min(shape[1], shape[2])
+    )
+
+
+class FrameStackCapacityWarning(UserWarning):
+    """The observations do not overlap as frame stacks, so the buffer holds fewer transitions than its capacity."""
+
+
+def _same(a: np.ndarray, b: np.ndarray, keep: int) -> np.ndarray:
+    """Exact equality of ``a`` and ``b`` reduced over every axis after the first ``keep``."""
+    return (a == b).all(axis=tuple(range(keep, a.ndim)))
+
+
+class FrameStackReplayBuffer:
+    """Ring buffer with uniform sampling that stores each frame of overlapping frame stacks once.
+
+    Same interface as ``ReplayBuffer``; ``stack_axis`` is the axis of an observation along
+    which frames are stacked (0 for channels-first ``(4, 84, 84)``).
+
+    >>> import numpy as np
+    >>> rb = FrameStackReplayBuffer(capacity=4, obs_shape=(2, 3, 3), obs_dtype=np.uint8, seed=0)
+    >>> f = np.arange(4 * 9, dtype=np.uint8).reshape(4, 3, 3)  # frames 0..3
+    >>> obs, next_obs = f[None, 0:2], f[None, 1:3]
+    >>> rb.add(obs, np.zeros((1, 1)), np.ones(1), next_obs, np.zeros(1, bool), np.zeros(1, bool))
+    >>> rb.add(next_obs, np.zeros((1, 1)), np.ones(1), f[None, 2:4], np.zeros(1, bool), np.zeros(1, bool))
+    >>> len(rb), rb.frames_written  # two transitions, four distinct frames
+    (2, 4)
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: np.dtype | type,
+        action_dims: int = 1,
+        seed: int | None = None,
+        stack_axis: int = 0,
+    ) -> None:
+        if capacity <= 0:
+            raise ValueError(f"capacity must be a positive integer, got {capacity}")
+        obs_shape = tuple(int(s) for s in obs_shape)
+        if not obs_shape or not -len(obs_shape) <= stack_axis < len(obs_shape):
+            raise ValueError(f"stack_axis {stack_axis} is not an axis of observations of shape {obs_shape}")
+        self.capacity = int(capacity)
+        self.obs_shape = obs_shape
+        self.obs_dtype = np.dtype(obs_dtype)
+        self.action_dims = int(action_dims)
+        self.stack_axis = stack_axis % len(obs_shape)
+        self.stack_size = obs_shape[self.stack_axis]
+        if self.stack_size < 1:
+            raise ValueError(f"observations of shape {obs_shape} have no frame along axis {stack_axis}")
+        self.frame_shape = obs_shape[: self.stack_axis] + obs_shape[self.stack_axis + 1 :]
+        k = self.stack_size
+
+        self.num_frames = self.capacity + max(self.capacity // 32, 4 * k)
+        self.reuse_window = self.num_frames // 2
+        self.frames = np.zeros((self.num_frames, *self.frame_shape), dtype=self.obs_dtype)
+        self.obs_frames = np.zeros((self.capacity, k), dtype=np.int64)  # global frame ids
+        self.next_frames = np.zeros((self.capacity, k), dtype=np.int64)
+        self.keys = np.zeros(self.capacity, dtype=np.int64)  # eviction keys, see the module docstring
+        self.actions = np.zeros((self.capacity, self.action_dims), dtype=np.int64)
+        self.rewards = np.zeros(self.capacity, dtype=np.float32)
+        self.terminated = np.zeros(self.capacity, dtype=np.float32)
+        self.truncated = np.zeros(self.capacity, dtype=np.float32)
+        self.added = 0  # transitions ever written: the next logical index
+        self.tail = 0  # logical index of the oldest valid transition
+        self.frames_written = 0  # frames ever written: the next global frame id
+        # Per stream, the frame ids of its last next_obs (sorted by env id; absent after a done step).
+        self.stream_ids = np.zeros(0, dtype=np.int64)
+        self.stream_frames = np.zeros((0, k), dtype=np.int64)
+        self.rng = np.random.default_rng(seed)
+        self._warned = False
+
+    def __len__(self) -> int:
+        return self.added - self.tail
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffer's arrays (the full-capacity footprint; the frame ring dominates)."""
+        arrays = (
+            self.frames, self.obs_frames, self.next_frames, self.keys, self.actions, self.rewards,
+            self.terminated, self.truncated, self.stream_ids, self.stream_frames,
+        )
+        return sum(a.nbytes for a in arrays)
+
+    # --- adding ---------------------------------------------------------------------------
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_ids: np.ndarray | None = None,
+    ) -> None:
+        """Store ``n`` transitions (axis 0 of every argument).
+
+        ``env_ids`` names the stream of each row (None: all rows are stream 0). Rows of one
+        stream are consecutive steps of it, in order; streams may interleave freely.
+        """
+        rewards = np.asarray(rewards, dtype=np.float32).reshape(-1)
+        n = len(rewards)
+        if n == 0:
+            return
+        obs, next_obs = np.asarray(obs), np.asarray(next_obs)
+        for name, arr in (("obs", obs), ("next_obs", next_obs)):
+            if arr.shape != (n, *self.obs_shape):
+                raise ValueError(f"{name} has shape {arr.shape}, expected {(n, *self.obs_shape)}")
+        actions = np.asarray(actions).reshape(n, -1)
+        if actions.shape[1] != self.action_dims:
+            raise ValueError(f"actions have {actions.shape[1]} dimensions per row, expected {self.action_dims}")
+        terminated = np.asarray(terminated).reshape(n) != 0
+        truncated = np.asarray(truncated).reshape(n) != 0
+        env_ids = np.zeros(n, np.int64) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(n)
+        # Frames first: (n, K, *frame_shape), a view.
+        obs_f, next_f = obs, next_obs
+        if self.stack_axis:
+            obs_f, next_f = np.moveaxis(obs, 1 + self.stack_axis, 1), np.moveaxis(next_obs, 1 + self.stack_axis, 1)
+        step = min(_ADD_CHUNK, self.capacity)  # a chunk never overwrites its own rows
+        for lo in range(0, n, step):  # a loop over chunks of rows, each one vectorised
+            rows = slice(lo, lo + step)
+            self._add_chunk(obs_f[rows], actions[rows], rewards[rows], next_f[rows],
+                            terminated[rows], truncated[rows], env_ids[rows])
+        self._warn_if_frames_limit_capacity()
+
+    def _add_chunk(
+        self,
+        obs_f: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_f: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_ids: np.ndarray,
+    ) -> None:
+        """Store at most ``capacity`` rows; ``obs_f``/``next_f`` are ``(n, K, *frame_shape)``.
+
+        Each stream's frames form a sequence; this method writes one array ``seq`` of frame ids
+        holding, stream after stream, the ids every row appends to its stream's sequence: the
+        stream's remembered stack (if reused), the fresh ``obs`` frames (if not reused), then
+        one new frame (shifted ``next_obs``) or ``K`` fresh ones. A row's ``obs`` is then the
+        ``K`` entries of ``seq`` ending at ``obs_end``, its ``next_obs`` those ending at ``next_end``.
+        """
+        k, num_frames = self.stack_size, self.num_frames
+        n = len(rewards)
+        order = np.arange(n)
+        if (env_ids[1:] < env_ids[:-1]).any():  # rows of one stream together, in time order
+            order = np.argsort(env_ids, kind="stable")
+            obs_f, next_f = obs_f[order], next_f[order]
+            actions, rewards, terminated, truncated = actions[order], rewards[order], terminated[order], truncated[order]
+            env_ids = env_ids[order]
+        done = terminated | truncated
+        first = np.ones(n, bool)
+        first[1:] = env_ids[1:] != env_ids[:-1]
+        last = np.ones(n, bool)
+        last[:-1] = first[1:]
+
+        # Does obs continue the stream? Within the chunk: compare with the previous row's next_obs.
+        link = np.zeros(n, bool)
+        inner = np.flatnonzero(~first)
+        if len(inner):
+            link[inner] = ~done[inner - 1] & _same(obs_f[inner], next_f[inner - 1], 1)
+        # For a stream's first row: compare with the frames remembered from an earlier add.
+        heads = np.flatnonzero(first)
+        at = np.minimum(np.searchsorted(self.stream_ids, env_ids[heads]), max(len(self.stream_ids) - 1, 0))
+        known = np.zeros(len(heads), bool)
+        if len(self.stream_ids):
+            known = self.stream_ids[at] == env_ids[heads]
+        remembered = self.stream_frames[at[known]]
+        fresh_enough = remembered.min(axis=1) >= self.frames_written - self.reuse_window
+        heads, remembered = heads[known][fresh_enough], remembered[fresh_enough]
+        same = _same(obs_f[heads], self.frames[remembered % num_frames], 1)
+        heads, remembered = heads[same], remembered[same]
+        link[heads] = True
+        # Is next_obs obs shifted by one frame plus a new one?
+        shift = _same(next_f[:, :-1], obs_f[:, 1:], 1)
+
+        # Lay out seq: how many entries each row appends, and where its stacks end.
+        prefix = np.zeros(n, np.int64)
+        prefix[heads] = k
+        n_obs = np.where(link, 0, k)
+        count = prefix + n_obs + np.where(shift, 1, k)
+        end = np.cumsum(count)
+        start = end - count
+        obs_end = start + prefix + n_obs - 1  # for a row linked inside the chunk: the previous row's end
+        next_end = end - 1
+        seq = np.zeros(end[-1], np.int64)
+        defined = np.zeros(end[-1], bool)  # entries not yet defined repeat the entry before them
+        prefix_pos = start[heads, None] + np.arange(k)
+        seq[prefix_pos] = remembered
+        defined[prefix_pos] = True
+
+        # New frames, in pieces of (source stacks, rows, frame indices, seq positions). A frame
+        # equal to the one before it in its stack is not new: its entry repeats that one's id.
+        pieces = []
+        ro = np.flatnonzero(~link)  # obs stored whole
+        if len(ro):
+            new = np.ones((len(ro), k), bool)
+            new[:, 1:] = ~_same(obs_f[ro, 1:], obs_f[ro, :-1], 2)
+            r, c = np.nonzero(new)
+            pieces.append((obs_f, ro[r], c, start[ro[r]] + c))
+        rn = np.flatnonzero(~shift)  # next_obs stored whole
+        if len(rn):
+            new = np.empty((len(rn), k), bool)
+            new[:, 0] = ~_same(next_f[rn, 0], obs_f[rn, k - 1], 1)
+            new[:, 1:] = ~_same(next_f[rn, 1:], next_f[rn, :-1], 2)
+            r, c = np.nonzero(new)
+            pieces.append((next_f, rn[r], c, obs_end[rn[r]] + 1 + c))
+        rs = np.flatnonzero(shift)  # next_obs shifted: one new frame
+        if len(rs):
+            rows = rs[~_same(next_f[rs, k - 1], obs_f[rs, k - 1], 1)]
+            pieces.append((next_f, rows, np.full(len(rows), k - 1), obs_end[rows] + 1))
+        positions = np.concatenate([piece[3] for piece in pieces]) if pieces else np.zeros(0, np.int64)
+        ids = np.empty(len(positions), np.int64)  # global ids in seq order, so a stream's frames age in order
+        ids[np.argsort(positions, kind="stable")] = self.frames_written + np.arange(len(positions))
+        seq[positions] = ids
+        defined[positions] = True
+        if not defined.all():
+            seq = seq[np.maximum.accumulate(np.where(defined, np.arange(len(seq)), 0))]
+
+        # Write the new frames; if the chunk wrote more than the ring holds, only the newest survive.
+        written = self.frames_written + len(positions)
+        oldest = written - num_frames
+        taken = 0
+        for source, rows, cols, pos in pieces:
+            piece_ids = ids[taken : taken + len(pos)]
+            taken += len(pos)
+            live = piece_ids >= oldest
+            self.frames[piece_ids[live] % num_frames] = source[rows[live], cols[live]]
+        self.frames_written = written
+
+        # Write the transitions in the caller's row order (the ring stays first in, first out),
+        # with keys made non-decreasing in that order (see the module docstring).
+        window = np.arange(1 - k, 1)
+        obs_ids, next_ids = seq[obs_end[:, None] + window], seq[next_end[:, None] + window]
+        keys = np.empty(n, np.int64)
+        keys[order] = np.minimum(obs_ids.min(axis=1), next_ids.min(axis=1))
+        keys = np.minimum.accumulate(keys[::-1])[::-1]
+        self._lower_keys_to(int(keys[0]))
+        self.keys[(self.added + np.arange(n)) % self.capacity] = keys
+        slots = (self.added + order) % self.capacity  # the slot of each (stream-sorted) row
+        self.obs_frames[slots], self.next_frames[slots] = obs_ids, next_ids
+        self.actions[slots], self.rewards[slots] = actions, rewards
+        self.terminated[slots], self.truncated[slots] = terminated, truncated
+        self.added += n
+        self.tail = max(self.tail, self.added - self.capacity)
+        self._evict_keys_below(oldest)
+
+        # Remember each stream's last next_obs, forget streams whose episode ended and stale stacks.
+        ends = np.flatnonzero(last)
+        at = np.minimum(np.searchsorted(env_ids[ends], self.stream_ids), len(ends) - 1)
+        keep = env_ids[ends][at] != self.stream_ids  # streams absent from this chunk
+        going = ends[~done[ends]]
+        stream_ids = np.concatenate([self.stream_ids[keep], env_ids[going]])
+        stream_frames = np.concatenate([self.stream_frames[keep], next_ids[going]])
+        by_id = np.argsort(stream_ids)
+        stream_ids, stream_frames = stream_ids[by_id], stream_frames[by_id]
+        fresh = stream_frames.min(axis=1) >= self.frames_written - self.reuse_window
+        self.stream_ids, self.stream_frames = stream_ids[fresh], stream_frames[fresh]
+
+    def _key_at(self, logical: int) -> int:
+        return int(self.keys[logical % self.capacity])
+
+    def _lower_keys_to(self, key: int) -> None:
+        """Keep keys non-decreasing before appending ``key``: lower the valid ones above it."""
+        if self.added > self.tail and self._key_at(self.added - 1) > key:  # rare: checked in O(1) first
+            first_above = bisect.bisect_right(range(self.tail, self.added), key, key=self._key_at) + self.tail
+            self.keys[np.arange(first_above, self.added) % self.capacity] = key
+
+    def _evict_keys_below(self, oldest_frame: int) -> None:
+        """Drop the transitions that may reference a frame id below ``oldest_frame`` (overwritten)."""
+        if self.added > self.tail and self._key_at(self.tail) < oldest_frame:
+            self.tail += bisect.bisect_left(range(self.tail, self.added), oldest_frame, key=self._key_at)
+
+    def _warn_if_frames_limit_capacity(self) -> None:
+        held = min(self.added, self.capacity)
+        if not self._warned and self.frames_written > self.num_frames and len(self) < 0.75 * held:
+            self._warned = True
+            warnings.warn(
+                f"FrameStackReplayBuffer holds {len(self)} transitions where {held} fit: the observations do not "
+                f"overlap as frame stacks ({self.frames_written / self.added:.2f} frames stored per transition), so "
+                "its frame ring fills first; use the uniform ReplayBuffer (replay='uniform') for them",
+                FrameStackCapacityWarning,
+                stacklevel=3,
+            )
+
+    # --- sampling ---------------------------------------------------------------------------
+    def sample(self, batch_size: int) -> Batch:
+        """Sample ``batch_size`` transitions uniformly, with replacement."""
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty replay buffer; call add() first")
+        slots = (self.tail + self.rng.integers(0, len(self), size=batch_size)) % self.capacity
+        return Batch(
+            obs=self._stacks(self.obs_frames[slots]),
+            actions=self.actions[slots],
+            rewards=self.rewards[slots],
+            next_obs=self._stacks(self.next_frames[slots]),
+            terminated=self.terminated[slots],
+        )
+
+    def _stacks(self, frame_ids: np.ndarray) -> np.ndarray:
+        """Observations ``(B, *obs_shape)`` rebuilt from ``(B, K)`` global frame ids."""
+        stacks = self.frames[frame_ids % self.num_frames]  # (B, K, *frame_shape)
+        if self.stack_axis == 0:
+            return stacks
+        return np.ascontiguousarray(np.moveaxis(stacks, 1, 1 + self.stack_axis))
+
+    # --- checkpointing: plain arrays, no pickle ----------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Arrays that fully describe the buffer: the live frames in id order, the valid transitions
+        in logical order, the per-stream memory and the counters (0-d int64)."""
+        frame_ids = np.arange(max(0, self.frames_written - self.num_frames), self.frames_written)
+        slots = np.arange(self.tail, self.added) % self.capacity
+        return {
+            "frames": self.frames[frame_ids % self.num_frames],
+            "obs_frames": self.obs_frames[slots],
+            "next_frames": self.next_frames[slots],
+            "keys": self.keys[slots],
+            "actions": self.actions[slots],
+            "rewards": self.rewards[slots],
+            "terminated": self.terminated[slots],
+            "truncated": self.truncated[slots],
+            "stream_ids": self.stream_ids.copy(),
+            "stream_frames": self.stream_frames.copy(),
+            "frames_written": np.array(self.frames_written, dtype=np.int64),
+            "added": np.array(self.added, dtype=np.int64),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a ``state_dict``. Checks the whole layout first (a ValueError changes nothing),
+        so that no frame id of a loaded transition can point outside the frames that were saved."""
+        k = self.stack_size
+        missing = [name for name in _STATE_NAMES if name not in state]
+        if missing:
+            raise ValueError(f"replay state lacks arrays {missing}")
+        arr = {name: np.asarray(state[name]) for name in _STATE_NAMES}
+        for name in ("frames_written", "added"):
+            if arr[name].shape != () or arr[name].dtype.kind not in "iu" or int(arr[name]) < 0:
+                raise ValueError(f"replay state '{name}' must be a non-negative integer scalar, got {arr[name]!r}")
+        written, added = int(arr["frames_written"]), int(arr["added"])
+        n = len(arr["keys"]) if arr["keys"].ndim == 1 else -1
+        n_streams = len(arr["stream_ids"]) if arr["stream_ids"].ndim == 1 else -1
+        expected = {
+            "frames": (min(written, self.num_frames), *self.frame_shape),
+            "obs_frames": (n, k), "next_frames": (n, k), "keys": (n,), "actions": (n, self.action_dims),
+            "rewards": (n,), "terminated": (n,), "truncated": (n,),
+            "stream_ids": (n_streams,), "stream_frames": (n_streams, k),
+        }
+        for name, shape in expected.items():
+            if arr[name].shape != shape:
+                raise ValueError(f"replay state '{name}' has shape {arr[name].shape}, expected {shape}")
+        for name in ("obs_frames", "next_frames", "keys", "actions", "stream_ids", "stream_frames"):
+            if arr[name].dtype.kind not in "iu":
+                raise ValueError(f"replay state '{name}' has dtype {arr[name].dtype}, expected integers")
+        if arr["frames"].dtype != self.obs_dtype:
+            raise ValueError(f"replay state 'frames' has dtype {arr['frames'].dtype}, expected {self.obs_dtype}")
+        if n > min(self.capacity, added):
+            raise ValueError(f"replay state holds {n} transitions but capacity is {self.capacity} and {added} were added")
+        lowest = written - len(arr["frames"])  # the oldest frame id that was saved
+        for name in ("obs_frames", "next_frames", "stream_frames"):
+            if arr[name].size and (arr[name].min() < lowest or arr[name].max() >= written):
+                raise ValueError(f"replay state '{name}' references frames outside the saved ids [{lowest}, {written})")
+        keys = arr["keys"]
+        if n and (
+            (np.diff(keys) < 0).any()
+            or (keys > np.minimum(arr["obs_frames"].min(axis=1), arr["next_frames"].min(axis=1))).any()
+            or keys[0] < written - self.num_frames
+        ):
+            raise ValueError("replay state 'keys' are not non-decreasing eviction keys of live frames")
+        if (np.diff(arr["stream_ids"]) <= 0).any():
+            raise ValueError("replay state 'stream_ids' are not sorted and unique")
+        if not np.isfinite(arr["rewards"]).all():
+            raise ValueError("replay state 'rewards' contains NaN or infinity")
+        for name in ("terminated", "truncated"):
+            if not ((arr[name] == 0) | (arr[name] == 1)).all():
+                raise ValueError(f"replay state '{name}' holds values other than 0 and 1")
+
+        self.frames[np.arange(lowest, written) % self.num_frames] = arr["frames"]
+        slots = np.arange(added - n, added) % self.capacity
+        self.obs_frames[slots], self.next_frames[slots], self.keys[slots] = arr["obs_frames"], arr["next_frames"], keys
+        self.actions[slots], self.rewards[slots] = arr["actions"], arr["rewards"]
+        self.terminated[slots], self.truncated[slots] = arr["terminated"], arr["truncated"]
+        self.frames_written, self.added, self.tail = written, added, added - n
+        self.stream_ids = arr["stream_ids"].astype(np.int64)
+        self.stream_frames = arr["stream_frames"].astype(np.int64)
