@@ -78,6 +78,7 @@ DOCS_OUTPUT = [
     ["Box(0, 255, (4, 84, 84), uint8)"],
     ["Discrete(6)", "[2 0]", "[[ 1 -1]\n [ 2  1]]", "4", "[0 5]", "[2 0]"],
     ["Discrete(12) (3, 2)"],
+    ["Box(0, 255, (4, 84, 84), uint8) Discrete(4)", "game scores: [", "['env_id', 'episode_frame_number', 'frame_number', 'lives']"],
 ]
 
 

@@ -3,6 +3,7 @@ Atari envs, ale-py and opencv), never torch or ``sqn_agents``.
 
 - ``make_atari_env`` / ``wrap_atari``: the Atari preprocessing pipeline, built on Gymnasium's
   ``AtariPreprocessing`` and ``FrameStackObservation``;
+- ``make_atari_vector_env``: ale-py's C++ ``AtariVectorEnv``, set up like ``make_atari_env``;
 - ``FireResetEnv``, ``EpisodicLifeEnv``, ``ClipRewardEnv``: its hand-written pieces, usable alone;
 - ``FlattenMultiDiscreteAction``: ``MultiDiscrete`` actions as one ``Discrete`` space (C order).
 
@@ -10,6 +11,7 @@ See docs/wrappers.md.
 """
 
 from wrappers.atari import GAME_INFO_KEY, ClipRewardEnv, FireResetEnv, make_atari_env, wrap_atari
+from wrappers.atari_vector import make_atari_vector_env
 from wrappers.life_loss import EpisodicLifeEnv
 from wrappers.multidiscrete import FlattenMultiDiscreteAction
 
@@ -20,5 +22,6 @@ __all__ = [
     "FireResetEnv",
     "FlattenMultiDiscreteAction",
     "make_atari_env",
+    "make_atari_vector_env",
     "wrap_atari",
 ]

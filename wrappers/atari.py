@@ -285,20 +285,20 @@ def make_atari_env(
     )
 
 
-def _resolve_ale_id(env_id: str) -> str:
+def _resolve_ale_id(env_id: str, caller: str = "make_atari_env") -> str:
     """``env_id`` if it is a registered id, else ``"ALE/{env_id}-v5"``; refuses ids that are not ALE games."""
     if not isinstance(env_id, str):
-        raise ValueError(f"make_atari_env: env_id={env_id!r}; expected a string such as 'ALE/Breakout-v5' or 'Breakout'")
+        raise ValueError(f"{caller}: env_id={env_id!r}; expected a string such as 'ALE/Breakout-v5' or 'Breakout'")
     full_id = env_id if env_id in gym.registry else f"ALE/{env_id}-v5"
     if full_id not in gym.registry:
         raise ValueError(
-            f"make_atari_env: {env_id!r} is neither a registered env id nor an Atari game name (no {full_id!r}); "
+            f"{caller}: {env_id!r} is neither a registered env id nor an Atari game name (no {full_id!r}); "
             "expected an ALE id such as 'ALE/Breakout-v5' or a game name such as 'Breakout'"
         )
     entry_point = gym.registry[full_id].entry_point
     if not (isinstance(entry_point, str) and entry_point.startswith("ale_py")):
         raise ValueError(
-            f"make_atari_env: {full_id!r} is not an ALE env (its entry point is {entry_point!r}); "
+            f"{caller}: {full_id!r} is not an ALE env (its entry point is {entry_point!r}); "
             "expected an Atari game id such as 'ALE/Breakout-v5'"
         )
     return full_id
