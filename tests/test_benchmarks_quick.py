@@ -27,6 +27,7 @@ CASES = [
      ["stable_baselines3", "ale_py"]),
     ("sample_efficiency_sqn", ["sample_efficiency.py", "--quick", "--algos", "sqn"], []),
     ("sample_efficiency_sb3", ["sample_efficiency.py", "--quick", "--algos", "sb3"], ["stable_baselines3", "minatar"]),
+    ("atari_loop_throughput", ["atari_loop_throughput.py", "--quick"], ["ale_py"]),
 ]
 
 
