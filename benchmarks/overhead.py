@@ -16,10 +16,14 @@ architecture and weights):
 * act: ``torch.from_numpy``, the two Q networks, ``minimum``, ``log_softmax(q / alpha)``,
   Gumbel-max sampling, ``.item()`` / ``.numpy()``. "nets only" is the two forward passes alone.
 * observe: writing the transition into preallocated numpy arrays (a ring index and six stores).
-* learn: sample 128 indices from the same replay arrays, ``torch.from_numpy``, target
-  ``r + gamma (1 - d) alpha logsumexp(min(Q1', Q2') / alpha)``, twin forward, MSE, backward,
+* learn (the agent first takes every gradient step due on a replay of 5,000 random steps, so its
+  networks and Adam moments are those of a trained agent; the bare side starts from copies of
+  them, optimizer state included): sample 128 indices from the same replay arrays,
+  ``torch.from_numpy``, target ``r + gamma (1 - d) alpha logsumexp(min(Q1', Q2') / alpha)``, twin forward, MSE, backward,
   gradient-norm clip, Adam step, the temperature loss and its Adam step, Polyak
   ``_foreach_lerp_``. "nets only" drops the replay sampling, the temperature and the clip.
+  "bare, flush denormals" is the bare step under ``torch.set_flush_denormal(True)``, on its own
+  copy: the cost of the subnormal floats that Adam's first moments of dead ReLU weights decay into.
 
 ``agent.learn()`` is timed with the cadence set so that exactly one gradient step is due
 (``env_steps`` is advanced by one before each call, outside the timed region).
@@ -81,8 +85,12 @@ class Bare:
         self.params = [p for net in self.nets for p in net.parameters()]
         self.target_params = [p for net in self.targets for p in net.parameters()]
         self.opt = torch.optim.Adam(self.params, lr=cfg.learning_rate)
+        # The same optimizer state as the agent's (same parameter order), so both sides do the same
+        # arithmetic: Adam moments of a trained network hold subnormal floats, which are slow on x86.
+        self.opt.load_state_dict(agent.q_optimizer.state_dict())
         self.log_alpha = agent.log_alpha.detach().clone().requires_grad_(True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_learning_rate)
+        self.alpha_opt.load_state_dict(agent.alpha_optimizer.state_dict())
         self.entropy_target = float(agent.entropy_target.sum())
         self.gen = torch.Generator().manual_seed(0)
         self.rng = np.random.default_rng(0)
@@ -203,9 +211,9 @@ def main() -> None:
     cfg = SQNConfig()
     agent = SQNAgent(env.observation_space, env.action_space, cfg, device="cpu", seed=a.seed)
     transitions = fill(agent, env, max(cfg.learning_starts, 5_000 if not a.quick else 1_200), a.seed)
-    agent.learn()  # the first update (its lazy initialisation is not what we time)
-    bare = Bare(agent)
-    bare.gradient_step()
+    agent.learn()  # every update due on the filled replay: the networks and Adam state of a trained agent
+    bare = Bare(agent)  # copies of the agent's networks, targets, temperature and optimizer states
+    bare_ftz = Bare(agent)  # the same, stepped with subnormal floats flushed to zero
     obs1 = np.asarray(transitions[7][0], dtype=np.float32)
     obsb = np.stack([t[0] for t in transitions[: a.act_batch]]).astype(np.float32)
     results: dict[str, Any] = {}
@@ -251,10 +259,18 @@ def main() -> None:
         if agent._updates_due() == 0:
             agent.env_steps += 1  # agent.learn() then finds exactly one gradient step due
 
+    def flushed(fn: Callable[[], Any]) -> None:
+        torch.set_flush_denormal(True)
+        try:
+            fn()
+        finally:
+            torch.set_flush_denormal(False)
+
     learn_reps = max(a.reps // 3, 50)
     results["learn"] = summarize(interleave(learn_reps, {
         "agent.learn": agent.learn, "agent._gradient_step": agent._gradient_step,
-        "bare gradient step": bare.gradient_step, "nets only": lambda: bare.nets_only_step(fixed)},
+        "bare gradient step": bare.gradient_step, "bare, flush denormals": lambda: flushed(bare_ftz.gradient_step),
+        "nets only": lambda: bare.nets_only_step(fixed)},
         before=one_due))
 
     # whole loop ------------------------------------------------------------------------------
@@ -317,6 +333,7 @@ def main() -> None:
         "learn: _gradient_step/bare": ratio("learn", "agent._gradient_step", "bare gradient step"),
         "learn: agent.learn/nets only": ratio("learn", "agent.learn", "nets only"),
         "learn: agent.learn/env.step": round(results["learn"]["agent.learn"]["median_us"] / env_us, 1),
+        "learn: bare/bare with flush denormals": ratio("learn", "bare gradient step", "bare, flush denormals"),
     }
 
     print(f"{ENV_ID}, SQN defaults, one torch thread; medians of interleaved single calls (µs)")

@@ -14,6 +14,7 @@ Systems (each a fresh learner per repeat, the same fixed budget of env steps):
 * ``sqn-loop``: the README's hand-written loop (act, env.step, observe, learn) on a plain env.
 * ``sb3-dqn``: ``stable_baselines3.DQN.learn`` (1-env DummyVecEnv + Monitor, as SB3 builds it).
 * ``tianshou-dsac``: Tianshou 2 ``DiscreteSAC`` with an ``OffPolicyTrainer`` (1-env DummyVectorEnv).
+* ``sqn-loop-ftz`` (only when named): ``sqn-loop`` under ``torch.set_flush_denormal(True)``.
 
 Matched: hidden layers (256, 256) for every network, batch 128, buffer 100,000, 1,000 env steps
 before the first update, then 1 gradient step per env step, Adam lr 1e-3, Polyak tau 0.005
@@ -48,6 +49,7 @@ from sqn_agents import SQNAgent, SQNConfig
 from sqn_agents.train import TrainArgs, make_env, train
 
 ALL_SYSTEMS = ("sqn-train", "sqn-loop", "sb3-dqn", "tianshou-dsac")
+EXTRA_SYSTEMS = ("sqn-loop-ftz",)  # only when named with --systems
 ATARI_SYSTEMS = ("sqn-loop", "sb3-dqn")
 
 
@@ -91,6 +93,16 @@ def run_sqn_loop(env_id: str, steps: int, seed: int, m: dict[str, Any], tmp: Pat
     wall = time.perf_counter() - t0
     env.close()
     return wall, agent.gradient_steps
+
+
+def run_sqn_loop_ftz(env_id: str, steps: int, seed: int, m: dict[str, Any], tmp: Path,
+                     replay: str = "auto") -> tuple[float, int]:
+    """sqn-loop with subnormal floats flushed to zero (``torch.set_flush_denormal(True)``)."""
+    torch.set_flush_denormal(True)
+    try:
+        return run_sqn_loop(env_id, steps, seed, m, tmp, replay)
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def run_sb3_dqn(env_id: str, steps: int, seed: int, m: dict[str, Any], tmp: Path) -> tuple[float, int]:
@@ -163,6 +175,7 @@ def run_tianshou_dsac(env_id: str, steps: int, seed: int, m: dict[str, Any], tmp
 
 RUNNERS: dict[str, Callable[..., tuple[float, int]]] = {
     "sqn-train": run_sqn_train, "sqn-loop": run_sqn_loop, "sb3-dqn": run_sb3_dqn, "tianshou-dsac": run_tianshou_dsac,
+    "sqn-loop-ftz": run_sqn_loop_ftz,
 }
 NEEDS = {"sb3-dqn": "stable_baselines3", "tianshou-dsac": "tianshou"}
 
@@ -184,7 +197,7 @@ def run_suite(env_id: str, m: dict[str, Any], systems: list[str], steps: int, re
         for r in range(repeats):
             row = {}
             for system in systems:
-                kwargs = {"replay": sqn_replay} if system == "sqn-loop" else {}
+                kwargs = {"replay": sqn_replay} if system.startswith("sqn-loop") else {}
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     wall, gs = RUNNERS[system](env_id, steps, r, m, tmp, **kwargs)
@@ -231,7 +244,9 @@ def atari_ready() -> str | None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--systems", nargs="+", default=list(ALL_SYSTEMS), choices=ALL_SYSTEMS)
+    p.add_argument("--systems", nargs="+", default=list(ALL_SYSTEMS), choices=ALL_SYSTEMS + EXTRA_SYSTEMS,
+                   help="sqn-loop-ftz: sqn-loop with torch.set_flush_denormal(True)")
+    p.add_argument("--save-as", default="throughput_peers.json", help="file name under benchmarks/results/")
     p.add_argument("--steps", type=int, default=6_000, help="env steps per CartPole run (default 6,000)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--atari", action="store_true", help="also ALE/Breakout-v5 with the Nature CNN")
@@ -269,7 +284,7 @@ def main() -> None:
             for k, v in r["ratios_median_of_rounds"].items():
                 print(f"  {k:<26} {v['median']:.3f} (min {v['min']:.3f}, max {v['max']:.3f})")
     if not a.quick:
-        write_json(RESULTS_DIR / "throughput_peers.json", result)
+        write_json(RESULTS_DIR / a.save_as, result)
     print_result(result)
 
 
