@@ -352,6 +352,24 @@ def test_agent_passes_the_configured_target_mode(monkeypatch, mode):
     assert seen == [mode]
 
 
+def test_sqn_train_accepts_a_multidiscrete_env(tmp_path):
+    from sqn_agents.train import main
+
+    env_id = "SQNTestMatchTargets-v0"
+    if env_id not in gym.registry:
+        gym.register(env_id, entry_point=MatchTargetsEnv, kwargs={"nvec": (3, 4, 5), "start": (1, 0, -2)})
+    run = tmp_path / "run"
+    main(["--env-id", env_id, "--num-envs", "2", "--total-steps", "800", "--eval-every", "800", "--eval-episodes", "2",
+          "--no-progress", "--output-dir", str(run), "--config.learning-starts", "400", "--config.hidden-sizes", "16",
+          "--config.replay", "uniform"])
+    env = MatchTargetsEnv((3, 4, 5), start=(1, 0, -2))
+    agent = SQNAgent.load(run / "checkpoint", device="cpu", observation_space=env.observation_space,
+                          action_space=env.action_space)
+    assert agent.env_steps >= 790 and agent.codec.action_dims == 3
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.contains(agent.act(obs))
+
+
 # ---------------------------------------------------------------------- the test environment
 def test_match_targets_env_passes_the_env_checker():
     check_env(MatchTargetsEnv((3, 4, 5), start=(1, 0, -2)), skip_render_check=True)
