@@ -144,10 +144,12 @@ def greedy_returns(policy: Callable[[Any], Any], env: Any, episodes: int, seed: 
 
 
 def sb3_eval_callback(eval_env: Any, eval_every: int, episodes: int, seed: int, total_steps: int):
-    """An SB3 callback that evaluates the greedy policy every ``eval_every`` env steps (and at the end).
+    """An SB3 callback that evaluates the greedy policy every ``eval_every`` env steps up to ``total_steps``.
 
-    Records ``(step, mean, std)`` in ``callback.evals``. Greedy means ``model.predict(obs,
-    deterministic=True)``: the argmax of the Q network, no epsilon.
+    Records ``(step, mean, std)`` in ``callback.evals``: at every multiple of ``eval_every`` and
+    once at ``total_steps``, never past it (SB3 finishes its last rollout of ``train_freq``
+    steps, so a run can go a little past ``total_steps``). Greedy means
+    ``model.predict(obs, deterministic=True)``: the argmax of the Q network, no epsilon.
     """
     from stable_baselines3.common.callbacks import BaseCallback
 
@@ -158,15 +160,14 @@ def sb3_eval_callback(eval_env: Any, eval_every: int, episodes: int, seed: int, 
 
         def _on_step(self) -> bool:
             step = self.num_timesteps
-            if step % eval_every == 0 or step >= total_steps:
-                if self.evals and self.evals[-1][0] == step:
-                    return True
+            if step > total_steps or not (step % eval_every == 0 or step == total_steps):
+                return True
 
-                def policy(obs: Any) -> Any:
-                    return self.model.predict(obs, deterministic=True)[0]
+            def policy(obs: Any) -> Any:
+                return self.model.predict(obs, deterministic=True)[0]
 
-                rets = greedy_returns(policy, eval_env, episodes, seed)
-                self.evals.append((step, float(np.mean(rets)), float(np.std(rets))))
+            rets = greedy_returns(policy, eval_env, episodes, seed)
+            self.evals.append((step, float(np.mean(rets)), float(np.std(rets))))
             return True
 
     return GreedyEval()

@@ -15,6 +15,8 @@ run length (the mean greedy return over the run; ``benchmarks/cartpole_seeds.py`
 * SQN: ``sqn_agents.train.train`` with the ``SQNConfig`` defaults (the sqn-train loop).
 * SB3 DQN on CartPole-v1: the rl-baselines3-zoo hyperparameters for CartPole-v1
   (``hyperparams/dqn.yml`` of DLR-RM/rl-baselines3-zoo, commit ce95481b041f; ``SB3_CARTPOLE``).
+  With ``train_freq`` 256 SB3 finishes its last rollout, so it runs 50,176 env steps; the
+  evaluations stop at 50,000.
 * SB3 DQN on MinAtar: the zoo has no MinAtar entry. The network is SQN's MinAtar network
   (3x3 conv with 16 channels, a 128-unit layer; a custom features extractor), the settings both
   algorithms have are SQN's defaults (Adam 1e-3, batch 128, replay 100,000, 1,000 steps before
@@ -115,7 +117,8 @@ def run_sqn(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) 
     summary = train(args)
     evals = read_metrics(run_dir / "metrics.csv").get("eval", [])
     return {"evals": [[int(r["env_step"]), r["eval_return_mean"], r["eval_return_std"]] for r in evals],
-            "wall_time_s": summary["wall_time_s"], "hyperparameters": args.config.to_dict()}
+            "wall_time_s": summary["wall_time_s"], "hyperparameters": args.config.to_dict(),
+            "env_steps_run": summary["env_steps"], "gradient_steps": summary["gradient_steps"]}
 
 
 def run_sb3(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) -> dict[str, Any]:
@@ -130,7 +133,8 @@ def run_sb3(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) 
     wall = time.perf_counter() - t0
     hp = {k: (v if k != "policy_kwargs" else {kk: getattr(vv, "__name__", vv) for kk, vv in v.items()})
           for k, v in kwargs.items()}
-    return {"evals": [list(e) for e in callback.evals], "wall_time_s": round(wall, 1), "hyperparameters": hp}
+    return {"evals": [list(e) for e in callback.evals], "wall_time_s": round(wall, 1), "hyperparameters": hp,
+            "env_steps_run": int(model.num_timesteps), "gradient_steps": int(model._n_updates)}
 
 
 def run_one(out: Path, algo: str, env_id: str, seed: int, steps: int, eval_every: int, episodes: int,
