@@ -82,8 +82,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def print_result(result: dict[str, Any]) -> None:
-    """The machine-readable last line of every benchmark."""
-    result = dict(result)
+    """The machine-readable last line of every benchmark (adds ``loadavg_at_end`` to ``result``)."""
     result.setdefault("loadavg_at_end", [round(x, 2) for x in os.getloadavg()])
     print("RESULT " + json.dumps(result, default=_json_default), flush=True)
 

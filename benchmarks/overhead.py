@@ -353,9 +353,9 @@ def main() -> None:
         print(f"  {k_:<32} {v}")
     result = {"benchmark": "overhead", "quick": a.quick, "env_id": ENV_ID, "act_batch": a.act_batch, "reps": a.reps,
               "learn_reps": learn_reps, "machine": machine_info(), "timings": results, "ratios": ratios}
+    print_result(result)
     if not a.quick:
         write_json(RESULTS_DIR / "overhead.json", result)
-    print_result(result)
 
 
 if __name__ == "__main__":

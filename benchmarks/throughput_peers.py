@@ -283,9 +283,9 @@ def main() -> None:
                 print(f"  {s:<14} {v:8.1f}")
             for k, v in r["ratios_median_of_rounds"].items():
                 print(f"  {k:<26} {v['median']:.3f} (min {v['min']:.3f}, max {v['max']:.3f})")
+    print_result(result)
     if not a.quick:
         write_json(RESULTS_DIR / a.save_as, result)
-    print_result(result)
 
 
 if __name__ == "__main__":
