@@ -206,6 +206,7 @@ def main() -> None:
         a.reps, a.loop_steps = 300, 300
     torch.set_num_threads(1)
     torch.manual_seed(a.seed)
+    machine = machine_info()  # load and other busy processes at the start
 
     env = gym.make(ENV_ID)
     cfg = SQNConfig()
@@ -352,7 +353,7 @@ def main() -> None:
     for k_, v in ratios.items():
         print(f"  {k_:<32} {v}")
     result = {"benchmark": "overhead", "quick": a.quick, "env_id": ENV_ID, "act_batch": a.act_batch, "reps": a.reps,
-              "learn_reps": learn_reps, "machine": machine_info(), "timings": results, "ratios": ratios}
+              "learn_reps": learn_reps, "machine": machine, "timings": results, "ratios": ratios}
     print_result(result)
     if not a.quick:
         write_json(RESULTS_DIR / "overhead.json", result)
