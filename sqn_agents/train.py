@@ -3,6 +3,7 @@
     sqn-train                                   # CartPole-v1, 50k steps, seed 0
     sqn-train --env-id Acrobot-v1 --total-steps 100000 --config.learning-rate 3e-4
     sqn-train --resume runs/CartPole-v1__0     # continue a run from its last checkpoint
+    sqn-train --preset atari-100k --env-id ALE/Pong-v5 --seed 1   # the Atari-100k protocol
 
 The run folder holds ``args.json``, ``metrics.csv``, TensorBoard event files,
 ``learning_curve.png`` and ``checkpoint/`` (loadable with ``SQNAgent.load``). Flags are
@@ -15,11 +16,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -32,6 +34,24 @@ from sqn_agents.config import SQNConfig
 METRIC_FIELDS = ["kind", "env_step", "wall_time", "episode_return", "episode_length",
                  "eval_return_mean", "eval_return_std", "q_loss", "alpha", "alpha_loss", "entropy", "mean_q",
                  "steps_per_second"]
+
+
+@dataclass
+class AtariArgs:
+    """Settings of wrappers.make_atari_env for ALE ids (ignored for other envs)."""
+
+    repeat_action_probability: float = 0.25
+    """Sticky actions: each frame repeats the previous action with this probability (ALE v5: 0.25)."""
+    noop_max: int = 30
+    """Each reset plays 1 to noop_max no-op actions (0: none)."""
+    max_num_frames_per_episode: int = 108_000
+    """Episode cap in frames (108,000 frames = 27,000 agent steps = 30 minutes of play)."""
+    life_loss: Literal["episodic", "signal", "none"] = "episodic"
+    """Training episodes end at each lost life ('episodic'); evaluation always plays whole games."""
+    clip_rewards: bool = True
+    """Train on rewards clipped to their sign; scores in the logs are the unclipped game scores."""
+    full_action_space: bool = False
+    """All 18 Atari actions instead of the game's minimal set."""
 
 
 @dataclass
@@ -69,17 +89,43 @@ class TrainArgs:
     (needs moviepy: pip install "sqn-agents[video]")."""
     resume: str | None = None
     """Continue the run in this folder from its checkpoint (flags from its args.json; total_steps may be raised)."""
+    preset: Literal["none", "atari-100k"] = "none"
+    """Start from a named set of defaults (PRESETS; flags given beside it still override them).
+    'atari-100k': the Atari-100k protocol, 100k agent steps (see README, "Atari-100k")."""
+    atari: AtariArgs = field(default_factory=AtariArgs)
     config: SQNConfig = field(default_factory=SQNConfig)
 
 
+# Named defaults for --preset. Atari-100k follows the protocol of the published Atari-100k
+# results (Kaiser et al. 2019; data-efficient Rainbow; SAC-Discrete, arXiv 1910.07207):
+# 100k agent steps (400k frames), no sticky actions, up to 30 no-op starts, 108k-frame episode
+# cap, a lost life ends a training episode, clipped training rewards, and the unclipped score
+# of whole games, greedy, over 10 episodes in evaluation. The learner follows SAC-Discrete's
+# Atari settings: batch 64, Adam 3e-4, 20k random steps before learning, one update per 4 steps.
+PRESETS: dict[str, TrainArgs] = {
+    "atari-100k": TrainArgs(
+        env_id="ALE/Pong-v5",
+        total_steps=100_000,
+        eval_every=20_000,
+        eval_episodes=10,
+        log_every=2_000,
+        preset="atari-100k",
+        atari=AtariArgs(repeat_action_probability=0.0, noop_max=30, max_num_frames_per_episode=108_000,
+                        life_loss="episodic", clip_rewards=True, full_action_space=False),
+        config=SQNConfig(batch_size=64, learning_rate=3e-4, learning_starts=20_000, train_freq=4,
+                         gradient_steps=1, buffer_size=100_000),
+    ),
+}
+
+
 # ---------------------------------------------------------------------- envs
-def make_env(env_id: str, **kwargs: Any) -> gym.Env:
+def make_env(env_id: str, atari: AtariArgs | None = None, **kwargs: Any) -> gym.Env:
     """``gym.make``, with the Atari preprocessing for ALE ids and MinAtar registration for MinAtar ids."""
     if env_id.startswith("ALE/"):
         from wrappers import make_atari_env
 
-        return make_atari_env(env_id, **kwargs)
-    if env_id.startswith("MinAtar/"):
+        return make_atari_env(env_id, **dataclasses.asdict(atari or AtariArgs()), **kwargs)
+    if env_id.startswith("MinAtar/") and env_id not in gym.registry:
         try:
             import minatar.gym
         except ImportError:
@@ -96,12 +142,12 @@ GAME_KEY = "game"
 def make_eval_env(args: TrainArgs, run_dir: Path) -> gym.Env:
     """The greedy-evaluation env; with ``--video`` it records the first episode of each evaluation."""
     if not args.video:
-        return make_env(args.env_id)
+        return make_env(args.env_id, args.atari)
     try:
         import moviepy  # noqa: F401  (RecordVideo needs it, but only says so at the first episode's end)
     except ImportError:
         raise ValueError('--video needs moviepy: pip install "sqn-agents[video]"') from None
-    env = make_env(args.env_id, render_mode="rgb_array")
+    env = make_env(args.env_id, args.atari, render_mode="rgb_array")
     return gym.wrappers.RecordVideo(env, str(run_dir / "videos"), name_prefix="eval",
                                     episode_trigger=lambda episode: episode % args.eval_episodes == 0,
                                     disable_logger=True)
@@ -218,6 +264,7 @@ def _prepare_run(args: TrainArgs) -> tuple[TrainArgs, Path]:
         raise ValueError(f"--resume {run_dir}: no args.json there; expected a run folder written by sqn-train")
     saved = json.loads((run_dir / "args.json").read_text())
     saved["config"] = SQNConfig.from_dict(saved["config"])
+    saved["atari"] = AtariArgs(**saved.get("atari", {}))
     resumed = dataclasses.replace(TrainArgs(**saved), resume=str(run_dir),
                                   total_steps=max(args.total_steps, saved["total_steps"]), progress=args.progress)
     return resumed, run_dir
@@ -233,7 +280,7 @@ def train(args: TrainArgs) -> dict[str, Any]:
     """Run the training loop; returns the summary that is printed at the end."""
     torch.set_num_threads(args.threads)
     args, run_dir = _prepare_run(args)
-    envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id) for _ in range(args.num_envs)])
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id, args.atari) for _ in range(args.num_envs)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     eval_env = make_eval_env(args, run_dir)
     # Training returns: whole-game unclipped scores for Atari, else gymnasium's episode statistics.
@@ -321,8 +368,24 @@ def print_summary(summary: dict[str, Any]) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+def _preset_in(argv: list[str]) -> str:
+    """The value of --preset in argv ('none' when absent), read before the full parse."""
+    for i, arg in enumerate(argv):
+        if arg == "--preset" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--preset="):
+            return arg.split("=", 1)[1]
+    return "none"
+
+
+def parse_args(argv: list[str]) -> TrainArgs:
+    """The command line as TrainArgs. A preset becomes tyro's default, so that every other flag
+    on the command line overrides it (an unknown preset name is reported by tyro's parse)."""
+    return tyro.cli(TrainArgs, args=argv, default=PRESETS.get(_preset_in(argv)))
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = tyro.cli(TrainArgs, args=argv)
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
     print_summary(train(args))
 
 

@@ -91,3 +91,32 @@ def test_sqn_train_video_records_evaluation_episodes(tmp_path):
           "--output-dir", str(run), "--config.learning-starts", "200", "--config.hidden-sizes", "16"])
     videos = sorted(p.name for p in (run / "videos").glob("*.mp4"))
     assert videos == ["eval-episode-0.mp4", "eval-episode-2.mp4"]  # the first episode of each evaluation
+
+
+def test_atari_100k_preset_sets_the_protocol_and_flags_override_it():
+    from sqn_agents.train import parse_args
+
+    args = parse_args(["--preset", "atari-100k", "--env-id", "ALE/Breakout-v5", "--config.batch-size", "32"])
+    assert (args.preset, args.env_id, args.total_steps, args.eval_episodes) == ("atari-100k", "ALE/Breakout-v5",
+                                                                                100_000, 10)
+    assert args.atari.repeat_action_probability == 0.0 and args.atari.noop_max == 30
+    assert args.atari.max_num_frames_per_episode == 108_000 and args.atari.life_loss == "episodic"
+    cfg = args.config
+    assert (cfg.batch_size, cfg.learning_rate, cfg.learning_starts, cfg.train_freq) == (32, 3e-4, 20_000, 4)
+    assert parse_args(["--preset=atari-100k", "--atari.repeat-action-probability", "0.25"]).atari \
+        .repeat_action_probability == 0.25
+    plain = parse_args([])
+    assert (plain.preset, plain.total_steps, plain.atari.repeat_action_probability) == ("none", 50_000, 0.25)
+    with pytest.raises(SystemExit):  # tyro names the allowed presets
+        parse_args(["--preset", "atari-1M"])
+
+
+def test_atari_options_reach_the_ale():
+    pytest.importorskip("ale_py")
+    from sqn_agents.train import AtariArgs, make_env
+
+    env = make_env("ALE/Pong-v5", AtariArgs(repeat_action_probability=0.0, max_num_frames_per_episode=4_000))
+    ale = env.unwrapped.ale
+    assert ale.getFloat("repeat_action_probability") == 0.0
+    assert ale.getInt("max_num_frames_per_episode") == 4_000
+    env.close()
