@@ -1,7 +1,8 @@
 """Every benchmark script's --quick mode runs and ends with a parseable ``RESULT {json}`` line.
 
 The parts that need the optional peers (stable-baselines3, tianshou, minatar: the ``bench``
-extra) are skipped when those are not installed, so this passes with only the ``dev`` extra.
+extra, which CI installs) are skipped when those are not installed, so this also passes with
+only the ``dev`` extra.
 """
 
 from __future__ import annotations
@@ -22,12 +23,13 @@ CASES = [
     ("overhead", ["overhead.py", "--quick"], []),
     ("throughput_sqn_only", ["throughput_peers.py", "--quick", "--systems", "sqn-train", "sqn-loop"], []),
     ("throughput_peers", ["throughput_peers.py", "--quick", "--systems", "sqn-train", "sb3-dqn", "tianshou-dsac"],
-     ["stable_baselines3"]),
+     ["stable_baselines3", "tianshou"]),
     ("throughput_atari", ["throughput_peers.py", "--quick", "--skip-cartpole", "--atari"],
      ["stable_baselines3", "ale_py"]),
     ("sample_efficiency_sqn", ["sample_efficiency.py", "--quick", "--algos", "sqn"], []),
     ("sample_efficiency_sb3", ["sample_efficiency.py", "--quick", "--algos", "sb3"], ["stable_baselines3", "minatar"]),
     ("atari_loop_throughput", ["atari_loop_throughput.py", "--quick"], ["ale_py"]),
+    ("atari100k", ["atari100k.py", "--quick"], ["ale_py"]),
 ]
 
 
@@ -56,5 +58,8 @@ def test_quick_mode_prints_result(args: list[str], needs: list[str]) -> None:
                 assert all(v > 0 for v in result[part]["steps_per_s_median"].values())
     if args[0] == "overhead.py":
         assert result["ratios"]["learn: agent.learn/bare"] > 0
+    if args[0] == "atari100k.py":
+        row = result["table"]["Pong"]
+        assert row["env_steps"] == [600] and -21 <= row["sqn_mean"] <= 21 and row["sac_discrete_paper"] == -20.98
     if args[0] == "sample_efficiency.py":
         assert result["table"], "no runs in the quick sample-efficiency table"
