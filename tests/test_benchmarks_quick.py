@@ -30,6 +30,7 @@ CASES = [
     ("sample_efficiency_sb3", ["sample_efficiency.py", "--quick", "--algos", "sb3"], ["stable_baselines3", "minatar"]),
     ("atari_loop_throughput", ["atari_loop_throughput.py", "--quick"], ["ale_py"]),
     ("atari100k", ["atari100k.py", "--quick"], ["ale_py"]),
+    ("atari_overhead", ["atari_overhead.py", "--quick"], ["ale_py"]),
 ]
 
 
@@ -58,6 +59,8 @@ def test_quick_mode_prints_result(args: list[str], needs: list[str]) -> None:
                 assert all(v > 0 for v in result[part]["steps_per_s_median"].values())
     if args[0] == "overhead.py":
         assert result["ratios"]["learn: agent.learn/bare"] > 0
+    if args[0] == "atari_overhead.py":
+        assert result["ratios"]["update: agent/bare"] > 0 and result["batch_size"] == 64
     if args[0] == "atari100k.py":
         row = result["table"]["Pong"]
         assert row["env_steps"] == [600] and -21 <= row["sqn_mean"] <= 21 and row["sac_discrete_paper"] == -20.98
