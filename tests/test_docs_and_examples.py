@@ -49,6 +49,9 @@ def test_sqn_train_writes_the_run_folder(tmp_path):
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert header.startswith("kind,env_step,wall_time,episode_return")
     assert "eval," in (run / "metrics.csv").read_text()
+    import torch
+
+    assert torch.tensor([1e-40]).mul(1.0).item() != 0.0  # flush-to-zero was turned off again after the run
 
 
 def test_sqn_train_resume_continues_the_run(tmp_path):
