@@ -104,6 +104,7 @@ def main() -> None:
           f"wrapped / raw_rgb: {ratio_rgb:.2f} (steps/s)")
     result = {
         "benchmark": "atari_env_throughput",
+        "quick": args.quick,
         "game": args.game,
         "steps_per_repeat": args.steps,
         "repeats": args.repeats,

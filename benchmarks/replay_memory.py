@@ -107,7 +107,7 @@ def main() -> None:
     print(f"memory: {ratio:.1f}x smaller; 1M transitions: {frame['bytes_per_transition'] * 1e6 / 1e9:.2f} GB "
           f"against {uniform['bytes_per_transition'] * 1e6 / 1e9:.2f} GB; "
           f"sample time ratio (frame_stack / uniform): {frame['sample_us'] / uniform['sample_us']:.2f}")
-    result = {"transitions": n, "batch": args.batch, "frame_stack": frame, "uniform": uniform,
+    result = {"benchmark": "replay_memory", "quick": args.quick, "transitions": n, "batch": args.batch, "frame_stack": frame, "uniform": uniform,
               "memory_ratio": round(ratio, 2), "target_bytes": 7_500,
               "meets_target": frame["bytes_per_transition"] <= 7_500}
     print("RESULT " + json.dumps(result))

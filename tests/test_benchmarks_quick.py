@@ -30,6 +30,8 @@ CASES = [
     ("sample_efficiency_sb3", ["sample_efficiency.py", "--quick", "--algos", "sb3"], ["stable_baselines3", "minatar"]),
     ("atari_loop_throughput", ["atari_loop_throughput.py", "--quick"], ["ale_py"]),
     ("atari100k", ["atari100k.py", "--quick"], ["ale_py"]),
+    ("replay_memory", ["replay_memory.py", "--quick"], []),
+    ("atari_env_throughput", ["atari_env_throughput.py", "--quick"], ["ale_py"]),
     ("atari_overhead", ["atari_overhead.py", "--quick"], ["ale_py"]),
 ]
 
@@ -59,6 +61,8 @@ def test_quick_mode_prints_result(args: list[str], needs: list[str]) -> None:
                 assert all(v > 0 for v in result[part]["steps_per_s_median"].values())
     if args[0] == "overhead.py":
         assert result["ratios"]["learn: agent.learn/bare"] > 0
+    if args[0] == "replay_memory.py":
+        assert result["meets_target"] and result["frame_stack"]["bytes_per_transition"] <= 7_500
     if args[0] == "atari_overhead.py":
         assert result["ratios"]["update: agent/bare"] > 0 and result["batch_size"] == 64
     if args[0] == "atari100k.py":
