@@ -33,8 +33,8 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _common import RESULTS_DIR, machine_info, median, print_result, write_json
-from overhead import interleave, summarize
+from _common import RESULTS_DIR, machine_info, print_result, write_json
+from overhead import interleave, summarize, twin_step
 
 from sqn_agents import SQNAgent, SQNConfig
 
@@ -63,19 +63,8 @@ class BareTwin:
     def floats(self, obs_u8: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(obs_u8).contiguous(memory_format=self.fmt).float().div_(255.0)
 
-    def step(self, obs: torch.Tensor, actions: torch.Tensor, rewards: torch.Tensor, next_obs: torch.Tensor,
-             terminated: torch.Tensor) -> None:
-        a = self.alpha
-        with torch.no_grad():
-            next_q = torch.minimum(self.targets[0](next_obs), self.targets[1](next_obs))
-            y = rewards + self.cfg.gamma * (1.0 - terminated) * a * torch.logsumexp(next_q / a, dim=-1)
-        loss = (F.mse_loss(self.nets[0](obs).gather(1, actions).squeeze(1), y)
-                + F.mse_loss(self.nets[1](obs).gather(1, actions).squeeze(1), y))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self.target_params, self.params, self.cfg.tau)
+    def step(self, *batch: torch.Tensor) -> None:
+        twin_step(self, batch, self.cfg.gamma, self.alpha, self.cfg.tau)
 
     @torch.no_grad()
     def forwards(self, obs_u8: np.ndarray) -> torch.Tensor:

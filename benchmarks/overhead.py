@@ -162,17 +162,24 @@ class Bare:
 
     def nets_only_step(self, fixed: tuple[torch.Tensor, ...]) -> None:
         """Forward/backward/Adam of the twin networks on a fixed batch: no sampling, temperature or clip."""
-        obs, actions, rewards, next_obs, terminated = fixed
-        with torch.no_grad():
-            next_q = torch.minimum(self.targets[0](next_obs), self.targets[1](next_obs))
-            y = rewards + self.cfg.gamma * (1.0 - terminated) * 0.1 * torch.logsumexp(next_q / 0.1, dim=-1)
-        loss = (F.mse_loss(self.nets[0](obs).gather(1, actions).squeeze(1), y)
-                + F.mse_loss(self.nets[1](obs).gather(1, actions).squeeze(1), y))
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(self.target_params, self.params, self.cfg.tau)
+        twin_step(self, fixed, self.cfg.gamma, 0.1, self.cfg.tau)
+
+
+def twin_step(twin: Any, batch: tuple[torch.Tensor, ...], gamma: float, alpha: float, tau: float) -> None:
+    """The twin networks' update in plain torch on a fixed batch: soft target from the targets,
+    MSE on both networks, backward, Adam, Polyak. ``twin`` has ``nets``, ``targets``, ``opt``,
+    ``params`` and ``target_params`` (shared with ``atari_overhead.py``)."""
+    obs, actions, rewards, next_obs, terminated = batch
+    with torch.no_grad():
+        next_q = torch.minimum(twin.targets[0](next_obs), twin.targets[1](next_obs))
+        y = rewards + gamma * (1.0 - terminated) * alpha * torch.logsumexp(next_q / alpha, dim=-1)
+    loss = (F.mse_loss(twin.nets[0](obs).gather(1, actions).squeeze(1), y)
+            + F.mse_loss(twin.nets[1](obs).gather(1, actions).squeeze(1), y))
+    twin.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    twin.opt.step()
+    with torch.no_grad():
+        torch._foreach_lerp_(twin.target_params, twin.params, tau)
 
 
 def fill(agent: SQNAgent, env: gym.Env, n: int, seed: int) -> list[tuple]:
