@@ -94,6 +94,7 @@ def plot(curves: dict[str, list[tuple[list[int], list[float]]]], randoms: dict[s
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False)
     for ax, (game, runs) in zip(axes[0], curves.items(), strict=True):
@@ -102,12 +103,13 @@ def plot(curves: dict[str, list[tuple[list[int], list[float]]]], randoms: dict[s
         values = np.array([m[:n] for _, m in runs])
         for v in values:
             ax.plot(steps, v, color="tab:orange", alpha=0.3, linewidth=1)
-        ax.plot(steps, values.mean(0), "o-", color="tab:orange", linewidth=2, label=f"SQN, mean of {len(runs)} seeds")
+        ax.plot(steps, values.mean(0), "o-", color="tab:orange", linewidth=2, label=f"SQN, mean of {len(runs)} seed{'s' * (len(runs) > 1)}")
         ax.fill_between(steps, values.min(0), values.max(0), color="tab:orange", alpha=0.15, label="min-max")
         if game in SAC_DISCRETE_100K:
             ax.axhline(SAC_DISCRETE_100K[game], color="tab:blue", linestyle="--", label="SAC-Discrete at 100k")
         ax.axhline(randoms[game], color="gray", linestyle=":", label="uniform random")
         ax.set(title=game, xlabel="agent steps (x4 frames)", ylabel="greedy score (10 games)")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
