@@ -111,7 +111,7 @@ class SQNAgent:
                 [build_q_network(observation_space, dims, n, cfg.hidden_sizes, network_factory) for _ in range(2)]
             ).to(self.device)
         self.target_nets = copy.deepcopy(self.q_nets).requires_grad_(False)
-        # Parameter lists for the fused Polyak update, built once (rebuilding them cost ~30 us a step).
+        # Parameter lists for the fused Polyak update, built once rather than on every gradient step.
         self._online_params = list(self.q_nets.parameters())
         self._target_params = list(self.target_nets.parameters())
         self.q_optimizer = torch.optim.Adam(self.q_nets.parameters(), lr=cfg.learning_rate)
