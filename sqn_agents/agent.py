@@ -37,6 +37,7 @@ from torch import nn
 
 from sqn_agents import soft_q
 from sqn_agents.config import SQNConfig
+from sqn_agents.metrics import LearnMetrics
 from sqn_agents.networks import NetworkFactory, build_q_network
 from sqn_agents.replay import ReplayBuffer
 from sqn_agents.spaces import ActionCodec, as_obs_array, batch_size_of_obs, check_observation_space
@@ -387,13 +388,13 @@ class SQNAgent:
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
         self.gradient_steps += 1
-        return {
-            "q_loss": q_loss.item(),
-            "alpha": self.alpha.mean().item(),
-            "alpha_loss": alpha_loss.item(),
-            "entropy": entropy.sum(dim=1).mean().item(),
-            "mean_q": q1_taken.detach().mean().item(),
-        }
+        return LearnMetrics(
+            q_loss=q_loss.item(),
+            alpha=self.alpha.mean().item(),
+            alpha_loss=alpha_loss.item(),
+            entropy=entropy.sum(dim=1).mean().item(),
+            mean_q=q1_taken.detach().mean().item(),
+        ).as_dict()
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path, *, include_replay: bool = False) -> Path:

@@ -30,10 +30,10 @@ import tyro
 
 from sqn_agents.agent import SQNAgent
 from sqn_agents.config import SQNConfig
+from sqn_agents.metrics import LearnMetrics
 
 METRIC_FIELDS = ["kind", "env_step", "wall_time", "episode_return", "episode_length",
-                 "eval_return_mean", "eval_return_std", "q_loss", "alpha", "alpha_loss", "entropy", "mean_q",
-                 "steps_per_second"]
+                 "eval_return_mean", "eval_return_std", *LearnMetrics.names(), "steps_per_second"]
 
 
 @dataclass
