@@ -38,7 +38,8 @@ from torch import nn
 from sqn_agents import soft_q
 from sqn_agents.config import SQNConfig
 from sqn_agents.metrics import LearnMetrics
-from sqn_agents.networks import NetworkFactory, build_q_network
+from sqn_agents.augment import random_shift
+from sqn_agents.networks import NetworkFactory, build_q_network, image_layout
 from sqn_agents.replay import ReplayBuffer
 from sqn_agents.spaces import ActionCodec, as_obs_array, batch_size_of_obs, check_observation_space
 
@@ -123,6 +124,14 @@ class SQNAgent:
         self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_learning_rate)
         self.entropy_target = soft_q.target_entropy(self.codec.sizes.tolist(), cfg.target_entropy_ratio).to(self.device)
         self.mask = None if self.codec.mask is None else torch.as_tensor(self.codec.mask, device=self.device)
+
+        # Random shifts of sampled images (augmentation='shift') draw from their own generator.
+        self.augment_layout = image_layout(tuple(observation_space.shape)) if cfg.augmentation == "shift" else None
+        if cfg.augmentation == "shift" and self.augment_layout is None:
+            raise ValueError(f"augmentation='shift' needs image observations (H, W, C) or (C, H, W), "
+                             f"got shape {observation_space.shape}")
+        self.augment_generator = torch.Generator(device=self.device)
+        self.augment_generator.manual_seed((seed if seed is not None else int(np.random.SeedSequence().entropy % 2**62)) + 1)
 
         self.replay = self._make_replay(seed)
         self.env_steps = 0  # transitions stored
@@ -336,24 +345,46 @@ class SQNAgent:
             self.updates += 1
         return metrics
 
-    def _batch_tensors(self) -> tuple[torch.Tensor, ...]:
-        batch = self.replay.sample(self.config.batch_size)
-        tensors = (torch.from_numpy(np.ascontiguousarray(x)) for x in batch)  # no copy on the CPU
+    def _batch_tensors(self) -> tuple[torch.Tensor | None, ...]:
+        cfg = self.config
+        if cfg.n_step == 1:
+            batch = self.replay.sample(cfg.batch_size)
+        else:
+            batch = self.replay.sample(cfg.batch_size, n_step=cfg.n_step, gamma=cfg.gamma)
+        tensors = (None if x is None else torch.from_numpy(np.ascontiguousarray(x)) for x in batch)  # no copy on the CPU
         if self.device.type != "cuda":
-            return tuple(t.to(self.device) for t in tensors)
+            return tuple(t if t is None else t.to(self.device) for t in tensors)
         # CUDA: page-locked host memory lets the copies run asynchronously with the GPU's work.
-        return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in tensors)
+        return tuple(t if t is None else t.pin_memory().to(self.device, non_blocking=True) for t in tensors)
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        return random_shift(images, self.config.shift_pad, self.augment_generator,
+                            channels_last=self.augment_layout == "channels_last")
 
     def _gradient_step(self) -> dict[str, float] | None:
         cfg = self.config
-        obs, actions, rewards, next_obs, terminated = self._batch_tensors()
+        obs, actions, rewards, next_obs, terminated, discounts = self._batch_tensors()
+        if self.augment_layout is not None:  # DrQ: obs and next_obs shifted independently
+            obs, next_obs = self._augment(obs), self._augment(next_obs)
         alpha = self.alpha
 
         with torch.no_grad():
-            next_q = torch.minimum(self.target_nets[0](next_obs), self.target_nets[1](next_obs))
+            if cfg.munchausen_scale > 0:  # the target networks at s_t too: one forward pass over both batches
+                both = torch.cat([obs, next_obs])
+                q_both = torch.minimum(self.target_nets[0](both), self.target_nets[1](both))
+                q_now, next_q = q_both.split(len(obs))
+            else:
+                next_q = torch.minimum(self.target_nets[0](next_obs), self.target_nets[1](next_obs))
             target = soft_q.soft_td_target(
-                rewards, terminated, next_q, alpha, cfg.gamma, self.mask, cfg.multidiscrete_target
+                rewards, terminated, next_q, alpha, cfg.gamma if discounts is None else discounts,
+                self.mask, cfg.multidiscrete_target,
             )
+            if cfg.munchausen_scale > 0:
+                bonus = soft_q.munchausen_bonus(q_now, actions, alpha, cfg.munchausen_scale, cfg.munchausen_clip,
+                                                self.mask)
+                if cfg.multidiscrete_target == "mean":  # the branching target: one shared target per state
+                    bonus = bonus.mean(dim=1, keepdim=True).expand_as(bonus)
+                target = target + bonus
 
         q1, q2 = self.q_nets[0](obs), self.q_nets[1](obs)
         q1_taken, q2_taken = soft_q.taken_q(q1, actions), soft_q.taken_q(q2, actions)
@@ -384,10 +415,12 @@ class SQNAgent:
             alpha_loss.backward()
             self.alpha_optimizer.step()
 
-        # Polyak averaging of the targets, all parameters in one fused call.
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
+        # Target update every target_update_interval gradient steps: Polyak averaging, all parameters in one
+        # fused call (tau=1 makes it DQN's hard copy).
         self.gradient_steps += 1
+        if self.gradient_steps % cfg.target_update_interval == 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
         return LearnMetrics(
             q_loss=q_loss.item(),
             alpha=self.alpha.mean().item(),

@@ -55,6 +55,22 @@ class SQNConfig:
     replay: Literal["auto", "uniform", "frame_stack"] = "auto"
     """Replay layout: 'frame_stack' stores each frame of overlapping uint8 frame stacks once;
     'auto' picks it for channels-first uint8 image stacks and 'uniform' otherwise."""
+    n_step: int = 1
+    """Steps of real reward before bootstrapping (>= 1): y = sum_{k<n} gamma^k r_{t+k} + gamma^n V'(s_{t+n}),
+    cut at the end of an episode. Entropy enters only through V' (see README, "n-step returns")."""
+    target_update_interval: int = 1
+    """Gradient steps between target updates (>= 1); each is target <- (1 - tau) target + tau online.
+    Hard updates (DQN's periodic copy): tau=1 with an interval such as 2000."""
+    munchausen_scale: float = 0.0
+    """Munchausen RL (Vieillard et al. 2020): add scale * clip(alpha log pi'(a_t|s_t), munchausen_clip, 0)
+    to the reward in the target, with pi' the target networks' policy. 0 turns it off; the paper uses 0.9."""
+    munchausen_clip: float = -1.0
+    """Lower clip l0 of the Munchausen term (< 0; the paper's -1)."""
+    augmentation: Literal["none", "shift"] = "none"
+    """Image augmentation of sampled batches: 'shift' is DrQ's random shift (pad shift_pad pixels by edge
+    replication, crop back at a random offset), obs and next_obs shifted independently; image observations only."""
+    shift_pad: int = 4
+    """Padding of the random shift in pixels (>= 1; DrQ's 4 for 84x84 frames)."""
 
     def __post_init__(self) -> None:
         _check_range("gamma", self.gamma, 0.0, 1.0, low_open=False, high_open=True)
@@ -63,7 +79,8 @@ class SQNConfig:
         _check_positive("alpha_learning_rate", self.alpha_learning_rate)
         _check_positive("initial_alpha", self.initial_alpha)
         _check_range("target_entropy_ratio", self.target_entropy_ratio, 0.0, 1.0, low_open=True, high_open=True)
-        for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps"):
+        for name in ("batch_size", "buffer_size", "train_freq", "gradient_steps", "n_step", "target_update_interval",
+                     "shift_pad"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("learning_starts", self.learning_starts, minimum=0)
         if self.batch_size > self.buffer_size:
@@ -80,6 +97,9 @@ class SQNConfig:
         _check_choice("loss", self.loss, ("mse", "huber"))
         _check_choice("multidiscrete_target", self.multidiscrete_target, ("independent", "mean"))
         _check_choice("replay", self.replay, ("auto", "uniform", "frame_stack"))
+        _check_choice("augmentation", self.augmentation, ("none", "shift"))
+        _check_range("munchausen_scale", self.munchausen_scale, 0.0, math.inf, low_open=False, high_open=True)
+        _check_range("munchausen_clip", self.munchausen_clip, -math.inf, 0.0, low_open=True, high_open=True)
         for name in ("autotune_alpha", "shared_alpha"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")

@@ -44,6 +44,13 @@ lowering evicts a few transitions slightly early (with interleaved streams, by a
 ``K * streams`` frames); a stored frame older than ``reuse_window`` (half the frame ring) is never
 reused, which bounds that effect for streams that pause for a long time.
 
+n-step returns
+--------------
+As in ``ReplayBuffer``: a row's ``succ`` is the logical index of its stream's next row when that
+row's ``obs`` continued it (the ``link`` decided above, by pixels), and ``sample(n_step=n)``
+follows the links (``replay.n_step_returns``). A successor is newer than its row, so it stays
+valid as long as the row does.
+
 If observations do not overlap (e.g. RGB images mistaken for stacks), each transition needs up
 to ``2K`` frames, the frame ring rather than ``capacity`` limits ``len()``, and a
 ``FrameStackCapacityWarning`` says so; use ``ReplayBuffer`` for such observations.
@@ -56,7 +63,7 @@ import warnings
 
 import numpy as np
 
-from sqn_agents.replay import Batch
+from sqn_agents.replay import Batch, check_links, n_step_returns
 
 # Rows handled per vectorised step of ``add``: bounds the temporaries of the pixel comparisons
 # (256 rows of 4x84x84 is 7 MB) for callers that add a long trajectory at once.
@@ -67,6 +74,8 @@ _STATE_NAMES = (
     "frames", "obs_frames", "next_frames", "keys", "actions", "rewards", "terminated", "truncated",
     "stream_ids", "stream_frames", "frames_written", "added",
 )
+# Arrays added with n-step returns; a state saved before them loads with no links (one-step returns).
+_LINK_NAMES = ("succ", "stream_rows")
 
 
 def is_frame_stack_space(obs_shape: tuple[int, ...], obs_dtype: np.dtype | type) -> bool:
@@ -146,12 +155,14 @@ class FrameStackReplayBuffer:
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.terminated = np.zeros(self.capacity, dtype=np.float32)
         self.truncated = np.zeros(self.capacity, dtype=np.float32)
+        self.succ = np.full(self.capacity, -1, dtype=np.int64)  # logical index of the stream's next row
         self.added = 0  # transitions ever written: the next logical index
         self.tail = 0  # logical index of the oldest valid transition
         self.frames_written = 0  # frames ever written: the next global frame id
         # Per stream, the frame ids of its last next_obs (sorted by env id; absent after a done step).
         self.stream_ids = np.zeros(0, dtype=np.int64)
         self.stream_frames = np.zeros((0, k), dtype=np.int64)
+        self.stream_rows = np.zeros(0, dtype=np.int64)  # logical index of that last row (-1: unknown)
         self.rng = np.random.default_rng(seed)
         self._warned = False
 
@@ -163,7 +174,7 @@ class FrameStackReplayBuffer:
         """Bytes held by the buffer's arrays (the full-capacity footprint; the frame ring dominates)."""
         arrays = (
             self.frames, self.obs_frames, self.next_frames, self.keys, self.actions, self.rewards,
-            self.terminated, self.truncated, self.stream_ids, self.stream_frames,
+            self.terminated, self.truncated, self.succ, self.stream_ids, self.stream_frames, self.stream_rows,
         )
         return sum(a.nbytes for a in arrays)
 
@@ -251,11 +262,12 @@ class FrameStackReplayBuffer:
         known = np.zeros(len(heads), bool)
         if len(self.stream_ids):
             known = self.stream_ids[at] == env_ids[heads]
-        remembered = self.stream_frames[at[known]]
+        remembered, remembered_rows = self.stream_frames[at[known]], self.stream_rows[at[known]]
         fresh_enough = remembered.min(axis=1) >= self.frames_written - self.reuse_window
-        heads, remembered = heads[known][fresh_enough], remembered[fresh_enough]
+        heads = heads[known][fresh_enough]
+        remembered, remembered_rows = remembered[fresh_enough], remembered_rows[fresh_enough]
         same = _same(obs_f[heads], self.frames[remembered % num_frames], 1)
-        heads, remembered = heads[same], remembered[same]
+        heads, remembered, remembered_rows = heads[same], remembered[same], remembered_rows[same]
         link[heads] = True
         # Is next_obs obs shifted by one frame plus a new one?
         shift = _same(next_f[:, :-1], obs_f[:, 1:], 1)
@@ -323,13 +335,22 @@ class FrameStackReplayBuffer:
         keys = np.minimum.accumulate(keys[::-1])[::-1]
         self._lower_keys_to(int(keys[0]))
         self.keys[(self.added + np.arange(n)) % self.capacity] = keys
-        slots = (self.added + order) % self.capacity  # the slot of each (stream-sorted) row
+        logical = self.added + order  # the logical index of each (stream-sorted) row
+        slots = logical % self.capacity
         self.obs_frames[slots], self.next_frames[slots] = obs_ids, next_ids
         self.actions[slots], self.rewards[slots] = actions, rewards
         self.terminated[slots], self.truncated[slots] = terminated, truncated
+        self.succ[slots] = -1
         self.added += n
         self.tail = max(self.tail, self.added - self.capacity)
         self._evict_keys_below(oldest)
+        # n-step links: a linked row's predecessor is the previous row of its stream in this chunk,
+        # or the stream's remembered row; only predecessors still in the buffer get the link.
+        prev = np.full(n, -1, np.int64)
+        prev[inner] = logical[inner - 1]
+        prev[heads] = remembered_rows
+        linked = np.flatnonzero(link & (prev >= self.tail))
+        self.succ[prev[linked] % self.capacity] = logical[linked]
 
         # Remember each stream's last next_obs, forget streams whose episode ended and stale stacks.
         ends = np.flatnonzero(last)
@@ -338,10 +359,11 @@ class FrameStackReplayBuffer:
         going = ends[~done[ends]]
         stream_ids = np.concatenate([self.stream_ids[keep], env_ids[going]])
         stream_frames = np.concatenate([self.stream_frames[keep], next_ids[going]])
+        stream_rows = np.concatenate([self.stream_rows[keep], logical[going]])
         by_id = np.argsort(stream_ids)
-        stream_ids, stream_frames = stream_ids[by_id], stream_frames[by_id]
+        stream_ids, stream_frames, stream_rows = stream_ids[by_id], stream_frames[by_id], stream_rows[by_id]
         fresh = stream_frames.min(axis=1) >= self.frames_written - self.reuse_window
-        self.stream_ids, self.stream_frames = stream_ids[fresh], stream_frames[fresh]
+        self.stream_ids, self.stream_frames, self.stream_rows = stream_ids[fresh], stream_frames[fresh], stream_rows[fresh]
 
     def _key_at(self, logical: int) -> int:
         return int(self.keys[logical % self.capacity])
@@ -370,17 +392,29 @@ class FrameStackReplayBuffer:
             )
 
     # --- sampling ---------------------------------------------------------------------------
-    def sample(self, batch_size: int) -> Batch:
-        """Sample ``batch_size`` transitions uniformly, with replacement."""
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99) -> Batch:
+        """Sample ``batch_size`` transitions uniformly, with replacement (``n_step``: see ``ReplayBuffer.sample``)."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer; call add() first")
-        slots = (self.tail + self.rng.integers(0, len(self), size=batch_size)) % self.capacity
+        first = self.tail + self.rng.integers(0, len(self), size=batch_size)
+        slots = first % self.capacity
+        if n_step == 1:
+            return Batch(
+                obs=self._stacks(self.obs_frames[slots]),
+                actions=self.actions[slots],
+                rewards=self.rewards[slots],
+                next_obs=self._stacks(self.next_frames[slots]),
+                terminated=self.terminated[slots],
+            )
+        last, returns, discounts = n_step_returns(self.succ, self.rewards, first, n_step, gamma)
+        end = last % self.capacity
         return Batch(
             obs=self._stacks(self.obs_frames[slots]),
             actions=self.actions[slots],
-            rewards=self.rewards[slots],
-            next_obs=self._stacks(self.next_frames[slots]),
-            terminated=self.terminated[slots],
+            rewards=returns,
+            next_obs=self._stacks(self.next_frames[end]),
+            terminated=self.terminated[end],
+            discounts=discounts,
         )
 
     def _stacks(self, frame_ids: np.ndarray) -> np.ndarray:
@@ -409,6 +443,8 @@ class FrameStackReplayBuffer:
             "stream_frames": self.stream_frames.copy(),
             "frames_written": np.array(self.frames_written, dtype=np.int64),
             "added": np.array(self.added, dtype=np.int64),
+            "succ": self.succ[slots],
+            "stream_rows": self.stream_rows.copy(),
         }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
@@ -456,6 +492,15 @@ class FrameStackReplayBuffer:
             raise ValueError("replay state 'stream_ids' are not sorted and unique")
         if not np.isfinite(arr["rewards"]).all():
             raise ValueError("replay state 'rewards' contains NaN or infinity")
+        if all(name in state for name in _LINK_NAMES):
+            succ, stream_rows = np.asarray(state["succ"]), np.asarray(state["stream_rows"])
+            if succ.shape != (n,) or stream_rows.shape != (n_streams,):
+                raise ValueError(f"replay state 'succ'/'stream_rows' have shapes {succ.shape}/{stream_rows.shape}, "
+                                 f"expected ({n},)/({n_streams},)")
+            check_links(succ, added - n + np.arange(n), added, "succ")
+            check_links(stream_rows, np.full(n_streams, -1), added, "stream_rows")
+        else:
+            succ, stream_rows = np.full(n, -1, np.int64), np.full(n_streams, -1, np.int64)
         for name in ("terminated", "truncated"):
             if not ((arr[name] == 0) | (arr[name] == 1)).all():
                 raise ValueError(f"replay state '{name}' holds values other than 0 and 1")
@@ -468,3 +513,6 @@ class FrameStackReplayBuffer:
         self.frames_written, self.added, self.tail = written, added, added - n
         self.stream_ids = arr["stream_ids"].astype(np.int64)
         self.stream_frames = arr["stream_frames"].astype(np.int64)
+        self.succ[:] = -1
+        self.succ[slots] = succ
+        self.stream_rows = stream_rows.astype(np.int64)

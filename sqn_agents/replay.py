@@ -6,6 +6,14 @@ device. ``terminated`` and ``truncated`` are stored apart: only ``terminated`` s
 bootstrapping in the TD target, ``truncated`` is kept for diagnostics and for buffers
 that need to know where an episode was cut (see ``frame_replay.py``).
 
+n-step returns are assembled when sampling, not when storing: each row remembers the logical
+index of the next step of its stream (``succ``; -1 when its episode ended there or the next
+step has not arrived yet), so ``sample(batch, n_step=n, gamma=g)`` follows those links for up
+to ``n - 1`` steps. Stored rows stay one-step transitions, so the choice of ``n`` never
+changes what is stored or checkpointed. A row is linked to its stream's previous row only if
+that row was neither terminated nor truncated and its ``next_obs`` equals the new ``obs``
+exactly (a manual reset, a resumed run with fresh envs and another sub-env never link).
+
 Why not a library buffer: gymnasium has none, and torch's data utilities are built for
 datasets, not for a ring that is written one transition at a time and sampled in batches.
 """
@@ -23,8 +31,93 @@ class Batch(NamedTuple):
     obs: np.ndarray  # (B, *obs_shape), the observation space's dtype
     actions: np.ndarray  # (B, D) int64, zero-based action indices per action dimension
     rewards: np.ndarray  # (B,) float32
-    next_obs: np.ndarray  # (B, *obs_shape)
-    terminated: np.ndarray  # (B,) float32, 1.0 where the episode really ended
+    next_obs: np.ndarray  # (B, *obs_shape), the observation to bootstrap from
+    terminated: np.ndarray  # (B,) float32, 1.0 where the episode really ended (at the bootstrap step)
+    discounts: np.ndarray | None = None  # (B,) float32 gamma**m for an m-step return; None: one step
+
+
+def n_step_returns(
+    succ: np.ndarray, rewards: np.ndarray, first: np.ndarray, n_step: int, gamma: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Follow successor links from the logical rows ``first`` for up to ``n_step - 1`` steps.
+
+    ``succ`` and ``rewards`` are the ring's per-slot arrays (slot = logical % len). Returns
+    the logical index of the last row reached (``(B,)``), the discounted reward sum
+    ``sum_{k<m} gamma^k r_{t+k}`` (float32) and ``gamma^m`` (float32), where ``m`` is the number of
+    rows followed: ``n_step`` unless the episode ended (terminated or truncated) or the stream's
+    next step was not stored yet. A link is only ever to a newer row of the same stream, so a
+    valid first row has valid successors.
+    """
+    capacity = len(succ)
+    last = np.asarray(first, dtype=np.int64)
+    ret = rewards[last % capacity].astype(np.float64)
+    steps = np.ones(len(last), np.int64)
+    for k in range(1, n_step):  # a loop over the horizon, vectorised over the batch
+        nxt = succ[last % capacity]
+        go = nxt >= 0
+        if not go.any():
+            break
+        last = np.where(go, nxt, last)
+        ret += np.where(go, gamma**k * rewards[last % capacity], 0.0)
+        steps += go
+    return last, ret.astype(np.float32), (gamma ** steps.astype(np.float64)).astype(np.float32)
+
+
+def check_links(links: np.ndarray, own: np.ndarray, added: int, name: str) -> None:
+    """Validate loaded successor links: each is -1 or a logical index in ``(own, added)``."""
+    links = np.asarray(links)
+    if links.dtype.kind not in "iu":
+        raise ValueError(f"replay state '{name}' has dtype {links.dtype}, expected integers")
+    bad = (links != -1) & ((links <= own) | (links >= added))
+    if bad.any():
+        raise ValueError(f"replay state '{name}' holds links outside the stored transitions")
+
+
+class StreamTails:
+    """Per stream (vector sub-env id), the logical index of its last stored row that did not end an episode.
+
+    Kept as two sorted arrays rather than a dict so that ``add`` stays vectorised.
+    """
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, np.int64)
+        self.rows = np.zeros(0, np.int64)
+
+    def lookup(self, env_ids: np.ndarray) -> np.ndarray:
+        """The remembered row of each stream in ``env_ids``, -1 where none."""
+        if not len(self.ids):
+            return np.full(len(env_ids), -1, np.int64)
+        at = np.minimum(np.searchsorted(self.ids, env_ids), len(self.ids) - 1)
+        return np.where(self.ids[at] == env_ids, self.rows[at], -1)
+
+    def update(self, env_ids: np.ndarray, rows: np.ndarray, done: np.ndarray) -> None:
+        """After adding ``rows`` (logical, in time order per stream): remember each stream's last row,
+        forget streams whose last row ended an episode."""
+        order = np.argsort(env_ids, kind="stable")
+        e, r, d = env_ids[order], rows[order], done[order]
+        last = np.ones(len(e), bool)
+        last[:-1] = e[1:] != e[:-1]
+        e, r, d = e[last], r[last], d[last]
+        keep = ~np.isin(self.ids, e)
+        ids = np.concatenate([self.ids[keep], e[~d]])
+        tails = np.concatenate([self.rows[keep], r[~d]])
+        by_id = np.argsort(ids)
+        self.ids, self.rows = ids[by_id], tails[by_id]
+
+    def forget_before(self, oldest: int) -> None:
+        """Drop streams whose remembered row is older than ``oldest`` (it may have been overwritten)."""
+        fresh = self.rows >= oldest
+        self.ids, self.rows = self.ids[fresh], self.rows[fresh]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        return {"stream_ids": self.ids.copy(), "stream_rows": self.rows.copy()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        ids = np.asarray(state["stream_ids"], np.int64).reshape(-1)
+        rows = np.asarray(state["stream_rows"], np.int64).reshape(-1)
+        if ids.shape != rows.shape or (np.diff(ids) <= 0).any():
+            raise ValueError("replay state 'stream_ids'/'stream_rows' must be equally long, with sorted unique ids")
+        self.ids, self.rows = ids, rows
 
 
 class ReplayBuffer:
@@ -60,8 +153,11 @@ class ReplayBuffer:
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.terminated = np.zeros(self.capacity, dtype=np.float32)
         self.truncated = np.zeros(self.capacity, dtype=np.float32)
+        self.succ = np.full(self.capacity, -1, dtype=np.int64)  # logical index of the stream's next row
         self.pos = 0  # next slot to write
         self.size = 0  # number of valid transitions
+        self.added = 0  # transitions ever written: the next logical index (slot = logical % capacity)
+        self.tails = StreamTails()
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -70,7 +166,7 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes held by the preallocated arrays (the buffer's full-capacity footprint)."""
-        arrays = (self.obs, self.next_obs, self.actions, self.rewards, self.terminated, self.truncated)
+        arrays = (self.obs, self.next_obs, self.actions, self.rewards, self.terminated, self.truncated, self.succ)
         return sum(a.nbytes for a in arrays)
 
     def add(
@@ -83,35 +179,82 @@ class ReplayBuffer:
         truncated: np.ndarray,
         env_ids: np.ndarray | None = None,
     ) -> None:
-        """Store ``n`` transitions (axis 0 of every argument). ``env_ids`` is unused here."""
+        """Store ``n`` transitions (axis 0 of every argument).
+
+        ``env_ids`` names the stream of each row (None: all rows are stream 0); rows of one
+        stream are consecutive steps of it, in order. It only decides the n-step links.
+        """
         n = len(rewards)
         if n == 0:
             return
+        env_ids = np.zeros(n, np.int64) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(n)
         if n > self.capacity:  # only the newest `capacity` rows could survive anyway
             keep = slice(n - self.capacity, n)
             obs, actions, rewards, next_obs = obs[keep], actions[keep], rewards[keep], next_obs[keep]
-            terminated, truncated, n = terminated[keep], truncated[keep], self.capacity
-        idx = (self.pos + np.arange(n)) % self.capacity
+            terminated, truncated, env_ids = terminated[keep], truncated[keep], env_ids[keep]
+            self.added += n - self.capacity  # the dropped rows count as written and overwritten
+            n = self.capacity
+        logical = self.added + np.arange(n)
+        idx = logical % self.capacity
         self.obs[idx] = obs
         self.next_obs[idx] = next_obs
         self.actions[idx] = np.reshape(actions, (n, -1))
         self.rewards[idx] = rewards
         self.terminated[idx] = terminated
         self.truncated[idx] = truncated
-        self.pos = int((self.pos + n) % self.capacity)
+        self.succ[idx] = -1
+        self.added += n
+        self.pos = int(self.added % self.capacity)
         self.size = min(self.size + n, self.capacity)
+        self._link(logical, env_ids)
 
-    def sample(self, batch_size: int) -> Batch:
-        """Sample ``batch_size`` transitions uniformly, with replacement."""
+    def _link(self, logical: np.ndarray, env_ids: np.ndarray) -> None:
+        """Point each stream's previous row at its new row where the new ``obs`` continues it."""
+        self.tails.forget_before(self.added - self.size)  # rows overwritten since
+        order = np.argsort(env_ids, kind="stable")
+        e, rows = env_ids[order], logical[order]
+        prev = np.empty(len(rows), np.int64)
+        first = np.ones(len(e), bool)
+        first[1:] = e[1:] != e[:-1]
+        prev[~first] = rows[np.flatnonzero(~first) - 1]
+        prev[first] = self.tails.lookup(e[first])
+        has = np.flatnonzero(prev >= 0)
+        p, r = prev[has] % self.capacity, rows[has] % self.capacity
+        going = (self.terminated[p] == 0) & (self.truncated[p] == 0)
+        same = (self.next_obs[p] == self.obs[r]).all(axis=tuple(range(1, self.obs.ndim)))
+        linked = has[going & same]
+        self.succ[prev[linked] % self.capacity] = rows[linked]
+        done = (self.terminated[logical % self.capacity] != 0) | (self.truncated[logical % self.capacity] != 0)
+        self.tails.update(env_ids, logical, done)
+
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99) -> Batch:
+        """Sample ``batch_size`` transitions uniformly, with replacement.
+
+        With ``n_step > 1`` each sampled row starts an n-step return (see ``n_step_returns``):
+        ``rewards`` is the discounted sum, ``next_obs``/``terminated`` belong to the last step
+        reached and ``discounts`` holds ``gamma**m``.
+        """
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer; call add() first")
         idx = self.rng.integers(0, self.size, size=batch_size)
+        if n_step == 1:
+            return Batch(
+                obs=self.obs[idx],
+                actions=self.actions[idx],
+                rewards=self.rewards[idx],
+                next_obs=self.next_obs[idx],
+                terminated=self.terminated[idx],
+            )
+        first = self.added - 1 - (self.added - 1 - idx) % self.capacity  # the logical index held in each slot
+        last, returns, discounts = n_step_returns(self.succ, self.rewards, first, n_step, gamma)
+        end = last % self.capacity
         return Batch(
             obs=self.obs[idx],
             actions=self.actions[idx],
-            rewards=self.rewards[idx],
-            next_obs=self.next_obs[idx],
-            terminated=self.terminated[idx],
+            rewards=returns,
+            next_obs=self.next_obs[end],
+            terminated=self.terminated[end],
+            discounts=discounts,
         )
 
     # --- checkpointing: plain arrays and ints, no pickle -------------------------------
@@ -126,19 +269,36 @@ class ReplayBuffer:
             "terminated": self.terminated[:n],
             "truncated": self.truncated[:n],
             "pos": np.array(self.pos, dtype=np.int64),
+            "succ": self.succ[:n],
+            "added": np.array(self.added, dtype=np.int64),
+            **self.tails.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a ``state_dict``; everything is checked before anything is written."""
         n = len(state["rewards"])
         if n > self.capacity:
             raise ValueError(f"replay state holds {n} transitions but capacity is {self.capacity}")
-        for name in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated"):
-            target = getattr(self, name)
-            if state[name].shape[1:] != target.shape[1:]:
-                raise ValueError(
-                    f"replay state '{name}' has per-item shape {state[name].shape[1:]}, "
-                    f"expected {target.shape[1:]}"
-                )
-            target[:n] = state[name]
-        self.size = n
-        self.pos = int(state["pos"])
+        names = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
+        for name in names:
+            expected = getattr(self, name).shape[1:]
+            if state[name].shape[1:] != expected:
+                raise ValueError(f"replay state '{name}' has per-item shape {state[name].shape[1:]}, expected {expected}")
+        pos = int(state["pos"])
+        # n-step links; a state saved before they existed loads with none (one-step returns)
+        added = int(state["added"]) if "added" in state else (pos if n < self.capacity else pos + n)
+        if added % self.capacity != pos or added < n:
+            raise ValueError(f"replay state 'added' ({added}) does not match its position {pos} and size {n}")
+        succ, tails = np.full(n, -1, np.int64), StreamTails()
+        if "succ" in state:
+            succ = np.asarray(state["succ"])
+            if succ.shape != (n,):
+                raise ValueError(f"replay state 'succ' has shape {succ.shape}, expected ({n},)")
+            check_links(succ, added - 1 - (added - 1 - np.arange(n)) % self.capacity, added, "succ")
+            tails.load_state_dict(state)
+            check_links(tails.rows, np.full(len(tails.rows), -1), added, "stream_rows")
+        for name in names:
+            getattr(self, name)[:n] = state[name]
+        self.succ[:] = -1
+        self.succ[:n] = succ
+        self.size, self.pos, self.added, self.tails = n, pos, added, tails

@@ -12,6 +12,8 @@ The equations (``alpha`` is the temperature):
     pi(a|s)  = softmax(Q(s, .) / alpha)                                (Boltzmann policy)
     V(s)     = sum_a pi(a|s) (Q(s, a) - alpha log pi(a|s))  = alpha logsumexp(Q(s, .) / alpha)
     y        = r + gamma (1 - terminated) V'(s'),  with V' computed from min(Q1', Q2')
+    y_n      = sum_{k<n} gamma^k r_{t+k} + gamma^n (1 - terminated) V'(s_{t+n})   (n-step, see below)
+    y_M      = y + scale * clip(alpha log pi'(a_t|s_t), l0, 0)                    (Munchausen, optional)
     L_Q      = loss(Q1(s, a), y) + loss(Q2(s, a), y)
     L_alpha  = log(alpha) * (H[pi(.|s)] - H_target)                     (H_target = ratio * log N)
 
@@ -22,6 +24,15 @@ the soft Bellman backup of the clipped Q function, and needs no extra forward pa
 online network at ``s'``. (Using the online ``Q1`` would evaluate the target table under a
 different policy, which makes ``V'`` smaller than the soft maximum and mixes fresh online
 noise into the target.) ``tests/test_soft_q.py`` checks the identity above.
+
+n-step returns: the replay sums the rewards of up to ``n`` steps of one episode and passes
+``gamma^m`` as the bootstrap discount (``m < n`` when the episode ended or the stream's next
+step is not stored yet). The entropy bonus enters only through ``V'`` at the bootstrap state:
+the intermediate terms ``-alpha log pi(a_{t+k}|s_{t+k})`` would be those of the *current*
+policy at actions an older policy took, needing ``n - 1`` extra forward passes per update and
+adding the variance of off-policy log-probabilities; with the small ``n`` that works in
+practice (3) they are a small part of the return, and leaving them out keeps the target a
+function of the stored rewards and one bootstrap.
 """
 
 from __future__ import annotations
@@ -72,7 +83,7 @@ def soft_td_target(
     terminated: torch.Tensor,
     next_q_target: torch.Tensor,
     alpha: torch.Tensor | float,
-    gamma: float,
+    gamma: float | torch.Tensor,
     mask: torch.Tensor | None = None,
     multidiscrete_target: str = "independent",
 ) -> torch.Tensor:
@@ -80,7 +91,10 @@ def soft_td_target(
 
     Args:
         rewards, terminated: ``(B,)``. Only ``terminated`` stops bootstrapping; a
-            truncated transition bootstraps from its real next observation.
+            truncated transition bootstraps from its real next observation. For n-step
+            returns ``rewards`` is the discounted sum of the steps' rewards.
+        gamma: the discount, or a ``(B,)`` tensor of bootstrap discounts ``gamma^m`` for
+            m-step returns.
         next_q_target: ``(B, D, N)``, already the minimum of the two target networks.
         multidiscrete_target: ``"independent"`` gives each dimension its own target
             ``r + gamma V_d(s')`` (the design note's reference implementation);
@@ -94,7 +108,30 @@ def soft_td_target(
     elif multidiscrete_target != "independent":
         raise ValueError(f"multidiscrete_target must be 'independent' or 'mean', got {multidiscrete_target!r}")
     not_done = 1.0 - terminated
+    if isinstance(gamma, torch.Tensor):
+        return rewards.unsqueeze(1) + (gamma * not_done).unsqueeze(1) * v_next
     return rewards.unsqueeze(1) + gamma * not_done.unsqueeze(1) * v_next
+
+
+def munchausen_bonus(
+    q_target: torch.Tensor,
+    actions: torch.Tensor,
+    alpha: torch.Tensor | float,
+    scale: float,
+    clip: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Munchausen term ``scale * clip(alpha log pi'(a|s), clip, 0)`` per action dimension: ``(B, D)``.
+
+    ``q_target`` is ``min(Q1', Q2')`` at the *current* states ``s`` (``(B, D, N)``) and
+    ``actions`` the taken ``(B, D)`` indices; ``pi' = softmax(q_target / alpha)`` is the target
+    networks' Boltzmann policy (Vieillard et al. 2020, "Munchausen Reinforcement Learning",
+    with SQN's learned temperature in place of their fixed tau). The clip keeps the term finite
+    as ``log pi'`` goes to ``-inf`` for actions the policy has all but ruled out.
+    """
+    log_pi = boltzmann_log_policy(q_target, alpha, mask)
+    scaled = _as_alpha(alpha, q_target) * log_pi  # (B, D, N)
+    return scale * taken_q(scaled, actions).clamp(min=clip, max=0.0)
 
 
 def taken_q(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
