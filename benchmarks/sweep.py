@@ -96,7 +96,7 @@ def report(out: Path) -> list[dict[str, Any]]:
         return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
 
     table = []
-    print(f"\n| env | point | seeds | final greedy mean | eval AUC | per-seed final |\n|---|---|---|---|---|---|")
+    print("\n| env | point | seeds | final greedy mean | eval AUC | per-seed final |\n|---|---|---|---|---|---|")
     for (env_id, tag), rs in sorted(groups.items()):
         rs.sort(key=lambda r: r["seed"])
         finals = [r["final_eval"] for r in rs]

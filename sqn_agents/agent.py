@@ -36,9 +36,9 @@ import torch
 from torch import nn
 
 from sqn_agents import soft_q
+from sqn_agents.augment import random_shift
 from sqn_agents.config import SQNConfig
 from sqn_agents.metrics import LearnMetrics
-from sqn_agents.augment import random_shift
 from sqn_agents.networks import NetworkFactory, build_q_network, image_layout
 from sqn_agents.replay import ReplayBuffer
 from sqn_agents.spaces import ActionCodec, as_obs_array, batch_size_of_obs, check_observation_space

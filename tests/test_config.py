@@ -29,6 +29,12 @@ from sqn_agents import SQNConfig
         ({"multidiscrete_target": "max"}, "multidiscrete_target must be one of"),
         ({"replay": "prioritized"}, "replay must be one of"),
         ({"autotune_alpha": "yes"}, "autotune_alpha must be a bool"),
+        ({"n_step": 0}, "n_step must be an integer >= 1"),
+        ({"target_update_interval": 0}, "target_update_interval must be an integer >= 1"),
+        ({"shift_pad": 0}, "shift_pad must be an integer >= 1"),
+        ({"munchausen_scale": -0.1}, r"munchausen_scale must be in \[0.0, inf\)"),
+        ({"munchausen_clip": 0.0}, r"munchausen_clip must be in \(-inf, 0.0\)"),
+        ({"augmentation": "crop"}, "augmentation must be one of"),
     ],
 )
 def test_bad_values_raise_naming_the_field(overrides, message):
