@@ -1,6 +1,7 @@
 """Sample efficiency of SQN against Stable-Baselines3 DQN: CartPole-v1 and MinAtar.
 
     python benchmarks/sample_efficiency.py cartpole --algos sb3 sqn --seeds 0 1 2 3 4
+    python benchmarks/sample_efficiency.py acrobot --algos sb3 sqn --seeds 0 1 2 3 4
     python benchmarks/sample_efficiency.py minatar --games Breakout SpaceInvaders --frames 25000 --seeds 0 1 2
     python benchmarks/sample_efficiency.py report     # tables and plots from the stored runs
     python benchmarks/sample_efficiency.py --quick    # < 1 minute smoke run (temporary folder)
@@ -13,10 +14,10 @@ least the threshold (CartPole: 475) and the area under the evaluation curve divi
 run length (the mean greedy return over the run; ``benchmarks/cartpole_seeds.py``'s definition).
 
 * SQN: ``sqn_agents.train.train`` with the ``SQNConfig`` defaults (the sqn-train loop).
-* SB3 DQN on CartPole-v1: the rl-baselines3-zoo hyperparameters for CartPole-v1
-  (``hyperparams/dqn.yml`` of DLR-RM/rl-baselines3-zoo, commit ce95481b041f; ``SB3_CARTPOLE``).
-  With ``train_freq`` 256 SB3 finishes its last rollout, so it runs 50,176 env steps; the
-  evaluations stop at 50,000.
+* SB3 DQN on CartPole-v1 and Acrobot-v1: the rl-baselines3-zoo hyperparameters for each env
+  (``hyperparams/dqn.yml`` of DLR-RM/rl-baselines3-zoo, commit ce95481b041f; ``SB3_ZOO``).
+  With ``train_freq`` 256 SB3 finishes its last rollout, so it runs 50,176 env steps on CartPole;
+  the evaluations stop at 50,000. Acrobot-v1 runs for the zoo's 100,000 steps.
 * SB3 DQN on MinAtar: the zoo has no MinAtar entry. The network is SQN's MinAtar network
   (3x3 conv with 16 channels, a 128-unit layer; a custom features extractor), the settings both
   algorithms have are SQN's defaults (Adam 1e-3, batch 128, replay 100,000, 1,000 steps before
@@ -66,8 +67,15 @@ RAW = RESULTS_DIR / "raw"  # run folders of sqn-train (git-ignored)
 SB3_CARTPOLE = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000, gamma=0.99,
                     target_update_interval=10, train_freq=256, gradient_steps=128, exploration_fraction=0.16,
                     exploration_final_eps=0.04, policy_kwargs=dict(net_arch=[256, 256]))
+# The same file, "Acrobot-v1": n_timesteps 1e5, MlpPolicy; the rest verbatim (gradient_steps -1: as many as env steps).
+SB3_ACROBOT = dict(learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=0, gamma=0.99,
+                   target_update_interval=250, train_freq=4, gradient_steps=-1, exploration_fraction=0.12,
+                   exploration_final_eps=0.1, policy_kwargs=dict(net_arch=[256, 256]))
+SB3_ZOO = {"CartPole-v1": SB3_CARTPOLE, "Acrobot-v1": SB3_ACROBOT}
 CARTPOLE_STEPS = 50_000
 CARTPOLE_THRESHOLD = 475.0
+ACROBOT_STEPS = 100_000
+ACROBOT_THRESHOLD = -100.0  # gymnasium's reward_threshold for Acrobot-v1
 
 
 def sb3_minatar_kwargs() -> dict[str, Any]:
@@ -124,7 +132,7 @@ def run_sqn(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) 
 def run_sb3(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) -> dict[str, Any]:
     from stable_baselines3 import DQN
 
-    kwargs = SB3_CARTPOLE if env_id == "CartPole-v1" else sb3_minatar_kwargs()
+    kwargs = SB3_ZOO[env_id] if env_id in SB3_ZOO else sb3_minatar_kwargs()
     env, eval_env = make_env(env_id), make_env(env_id)
     model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
     callback = sb3_eval_callback(eval_env, eval_every, episodes, 10_000 + seed, steps)
@@ -228,10 +236,12 @@ def report(out: Path, plots_dir: Path) -> dict[str, Any]:
     runs = load_runs(out)
     table = aggregate(runs)
     plots = []
-    cartpole = [r for r in runs if r["env_id"] == "CartPole-v1"]
-    if cartpole:
-        plot(cartpole, ["CartPole-v1"], plots_dir / "sample_efficiency_cartpole.png", CARTPOLE_THRESHOLD)
-        plots.append(str(plots_dir / "sample_efficiency_cartpole.png"))
+    for env_id, threshold in (("CartPole-v1", CARTPOLE_THRESHOLD), ("Acrobot-v1", ACROBOT_THRESHOLD)):
+        these = [r for r in runs if r["env_id"] == env_id]
+        if these:
+            png = plots_dir / f"sample_efficiency_{env_id.split('-')[0].lower()}.png"
+            plot(these, [env_id], png, threshold)
+            plots.append(str(png))
     minatar_ids = sorted({r["env_id"] for r in runs if r["env_id"].startswith("MinAtar/")})
     if minatar_ids:
         plot(runs, minatar_ids, plots_dir / "sample_efficiency_minatar.png")
@@ -248,7 +258,7 @@ def report(out: Path, plots_dir: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------- main
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", nargs="?", default="report", choices=("cartpole", "minatar", "report"))
+    p.add_argument("part", nargs="?", default="report", choices=("cartpole", "acrobot", "minatar", "report"))
     p.add_argument("--algos", nargs="+", default=["sb3", "sqn"], choices=("sb3", "sqn"))
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0-4 (CartPole), 0-2 (MinAtar)")
     p.add_argument("--games", nargs="+", default=["Breakout", "SpaceInvaders"])
@@ -284,6 +294,11 @@ def main() -> None:
             for algo in algos:
                 run_one(a.out, algo, "CartPole-v1", seed, CARTPOLE_STEPS, a.eval_every,
                         a.eval_episodes or 10, CARTPOLE_THRESHOLD)
+    elif a.part == "acrobot":
+        for seed in a.seeds if a.seeds is not None else [0, 1, 2, 3, 4]:
+            for algo in algos:
+                run_one(a.out, algo, "Acrobot-v1", seed, ACROBOT_STEPS, a.eval_every,
+                        a.eval_episodes or 10, ACROBOT_THRESHOLD)
     elif a.part == "minatar":
         if not have_minatar:
             raise SystemExit("MinAtar is not installed: pip install minatar")
