@@ -69,7 +69,7 @@ def main() -> None:
 
     print()
     print(f"seeds {seeds}; greedy return over {a.eval_episodes} fixed evaluation episodes every {a.eval_every} steps")
-    print("final = return at the last evaluation; AUC = mean return over the run's evaluations; mean ± std over seeds\n")
+    print("final = return at the last evaluation; AUC = area under the evaluation curve / steps (trapezoid); mean ± std over seeds\n")
     for task_name, by_variant in results.items():
         task = TASKS[task_name]
         steps = task.quick_steps if a.quick else task.steps

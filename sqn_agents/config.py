@@ -15,7 +15,12 @@ from typing import Any, Literal
 
 @dataclass(frozen=True)
 class SQNConfig:
-    """Hyperparameters of the SQN agent. Invalid values raise ``ValueError`` at construction."""
+    """Hyperparameters of the SQN agent, checked at construction.
+
+    As in Gymnasium, a value of the wrong type (a str for an int, 1 for a bool) raises
+    ``TypeError`` and a value of the right type outside its range raises ``ValueError``;
+    both name the field.
+    """
 
     gamma: float = 0.99
     """Discount factor, in [0, 1)."""
@@ -28,7 +33,8 @@ class SQNConfig:
     buffer_size: int = 100_000
     """Replay capacity in transitions (>= 1)."""
     learning_starts: int = 1_000
-    """Environment steps collected before the first update (>= 0)."""
+    """Transitions stored before the first update (>= 0); the first update also waits for batch_size,
+    so it comes at max(learning_starts, batch_size)."""
     train_freq: int = 1
     """Environment steps between updates (>= 1). A vector env of n envs adds n steps per call."""
     gradient_steps: int = 1
@@ -36,7 +42,7 @@ class SQNConfig:
     hidden_sizes: tuple[int, ...] = (256, 256)
     """Hidden layer widths of the MLP torso used for vector observations."""
     loss: Literal["mse", "huber"] = "mse"
-    """TD loss: 'mse' (as in the design note) or 'huber' (smooth L1, delta 1)."""
+    """TD loss: 'mse' (as in the design note, DI-engine's SQN documentation) or 'huber' (smooth L1, delta 1)."""
     max_grad_norm: float | None = 10.0
     """Clip the Q networks' global gradient norm to this value; None disables clipping."""
     autotune_alpha: bool = True
@@ -87,9 +93,11 @@ class SQNConfig:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must not exceed buffer_size ({self.buffer_size})"
             )
-        if not isinstance(self.hidden_sizes, (tuple, list)) or not self.hidden_sizes or any(
-            isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in self.hidden_sizes
+        if not isinstance(self.hidden_sizes, (tuple, list)) or any(
+            isinstance(h, bool) or not isinstance(h, int) for h in self.hidden_sizes
         ):
+            raise TypeError(f"hidden_sizes must be a non-empty tuple of positive ints, got {self.hidden_sizes!r}")
+        if not self.hidden_sizes or min(self.hidden_sizes) < 1:
             raise ValueError(f"hidden_sizes must be a non-empty tuple of positive ints, got {self.hidden_sizes!r}")
         object.__setattr__(self, "hidden_sizes", tuple(self.hidden_sizes))
         if self.max_grad_norm is not None:
@@ -102,7 +110,7 @@ class SQNConfig:
         _check_range("munchausen_clip", self.munchausen_clip, -math.inf, 0.0, low_open=True, high_open=True)
         for name in ("autotune_alpha", "shared_alpha"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be a bool, got {getattr(self, name)!r}")
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
@@ -126,24 +134,31 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_positive(name: str, value: Any) -> None:
-    if not _is_number(value) or not math.isfinite(value) or value <= 0:
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a finite number > 0, got {value!r}")
+    if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _check_range(name: str, value: Any, low: float, high: float, *, low_open: bool, high_open: bool) -> None:
     interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-    ok = _is_number(value) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not _is_number(value):
+        raise TypeError(f"{name} must be a number in {interval}, got {value!r}")
+    ok = math.isfinite(value) and (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
         raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {choices}, got {value!r}")
     if value not in choices:
         raise ValueError(f"{name} must be one of {choices}, got {value!r}")
 

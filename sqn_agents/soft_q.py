@@ -17,6 +17,10 @@ The equations (``alpha`` is the temperature):
     L_Q      = loss(Q1(s, a), y) + loss(Q2(s, a), y)
     L_alpha  = log(alpha) * (H[pi(.|s)] - H_target)                     (H_target = ratio * log N)
 
+The design note is DI-engine's SQN documentation
+(https://opendilab.github.io/DI-engine/12_policies/sqn.html), whose reference implementation
+these functions follow except where noted.
+
 Decision on the design note's TODO ("use q_targ or q0 for pi"): the target policy is the
 Boltzmann policy of the *same* clipped target table ``min(Q1', Q2')`` that is being
 averaged. Then ``V'`` is exactly the soft maximum ``alpha logsumexp(min(Q1', Q2') / alpha)``,

@@ -3,7 +3,10 @@
 The agent works on zero-based action indices of shape ``(B, D)``; users pass and receive
 actions as their space defines them (``Discrete`` ints with a ``start`` offset, or
 ``MultiDiscrete`` arrays of any ``nvec`` shape with ``start`` offsets). Every check here
-raises a ``ValueError`` that names the argument, what it got and what was expected.
+names the argument, what it got and what was expected, and follows Gymnasium's convention:
+``TypeError`` for the wrong type (an unsupported space, a str or bool action, a float or
+text observation for an integer space) and ``ValueError`` for a wrong value of the right
+type (a shape, an action outside the space, a NaN).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class ActionCodec:
             self.start = np.asarray(space.start, dtype=np.int64).ravel()
             self.shape = tuple(space.nvec.shape)
         else:
-            raise ValueError(
+            raise TypeError(
                 f"action_space must be gymnasium.spaces.Discrete or MultiDiscrete, got {space!r}; "
                 "for other spaces, wrap the env (e.g. wrappers.FlattenMultiDiscreteAction) or discretise it"
             )
@@ -69,8 +72,9 @@ class ActionCodec:
             if np.any(np.abs(arr) >= 2.0**62):  # would overflow int64
                 raise ValueError(f"action {action!r} is outside the action space {self.space}")
             arr = arr.astype(np.int64)  # accept 2.0 for 2, as np.int64(2.0) would
-        if arr.dtype.kind not in "iu":
-            raise ValueError(f"action must be integer-valued for {self.space}, got dtype {arr.dtype} ({action!r})")
+        if arr.dtype.kind not in "iu":  # floats left here have a fraction or are not finite: a wrong value
+            error = ValueError if arr.dtype.kind == "f" else TypeError
+            raise error(f"action must be integer-valued for {self.space}, got dtype {arr.dtype} ({action!r})")
         if arr.dtype == np.uint64 and arr.size and arr.max() >= 2**63:  # would wrap to a negative int64
             raise ValueError(f"action {action!r} is outside the action space {self.space}")
         index = arr.reshape(1 if batch is None else batch, self.action_dims).astype(np.int64) - self.start
@@ -110,9 +114,9 @@ def as_obs_array(obs: Any, space: gym.spaces.Box, name: str = "obs") -> np.ndarr
     arr = _as_array(obs, name)
     if arr.dtype != space.dtype:
         if arr.dtype.kind == "f" and space.dtype.kind in "iub":
-            raise ValueError(f"{name} has dtype {arr.dtype}, but the observation space holds {space.dtype}")
+            raise TypeError(f"{name} has dtype {arr.dtype}, but the observation space holds {space.dtype}")
         if arr.dtype.kind not in "fiub":
-            raise ValueError(f"{name} has dtype {arr.dtype}; expected numbers of dtype {space.dtype}")
+            raise TypeError(f"{name} has dtype {arr.dtype}; expected numbers of dtype {space.dtype}")
         if arr.dtype.kind in "iu" and space.dtype.kind in "iu" and arr.size:
             info = np.iinfo(space.dtype)
             if arr.min() < info.min or arr.max() > info.max:
@@ -130,7 +134,7 @@ def as_obs_array(obs: Any, space: gym.spaces.Box, name: str = "obs") -> np.ndarr
 def check_observation_space(space: gym.spaces.Space) -> gym.spaces.Box:
     """The agent takes Box observations of any shape (vectors, images, MinAtar boards)."""
     if not isinstance(space, gym.spaces.Box):
-        raise ValueError(
+        raise TypeError(
             f"observation_space must be gymnasium.spaces.Box, got {space!r}; "
             "wrap Discrete or Dict observations first (e.g. gymnasium.wrappers.FlattenObservation)"
         )
@@ -138,7 +142,11 @@ def check_observation_space(space: gym.spaces.Space) -> gym.spaces.Box:
 
 
 def describe_space(space: gym.spaces.Space) -> dict[str, Any]:
-    """A JSON description of a space, used to check a checkpoint against an env without pickle."""
+    """A JSON description of a space, used to check a checkpoint against an env without pickle.
+
+    An unsupported space still raises ``ValueError`` here (not ``TypeError``): ``checkpoint.load``
+    catches ``ValueError`` to report a mismatched env space; change both together.
+    """
     if isinstance(space, gym.spaces.Box):
         return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype)}
     if isinstance(space, gym.spaces.Discrete):

@@ -86,7 +86,8 @@ class ReachGoalEnv(gym.Env):
     """Collect goals on a ``size``^``dims`` grid: each action component moves one axis by -1, 0 or +1.
 
     Reaching the goal gives reward 1 and draws a new goal; the episode terminates after
-    ``episode_length`` steps whatever happens, so the return is the number of goals collected.
+    ``episode_length`` steps whatever happens, so the return is the number of goals collected, in
+    ``[0, episode_length]`` (at most one per step: a new goal is never drawn where the point stands).
     Observation: position and goal (each coordinate scaled to [0, 1]) and the elapsed fraction
     ``t / episode_length``. Action: ``MultiDiscrete([3] * dims)``, clipped at the walls.
 

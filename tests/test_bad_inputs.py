@@ -9,9 +9,10 @@ Explicit tests pin the non-finite rules (see docs/checkpoints.md, "Bad inputs"):
   temperature and optimizer states are untouched.
 
 Property-based tests (hypothesis, derandomized so CI is reproducible) throw malformed inputs at
-``act``, ``observe``, ``SQNConfig`` and ``SQNAgent.load`` and check that every one ends in a
-``ValueError`` / ``CheckpointError`` with the agent's parameters, replay, RNGs and counters unchanged,
-and that the agent still works afterwards.
+``act``, ``observe``, ``SQNConfig`` and ``SQNAgent.load`` and check that every one ends in the
+expected error (Gymnasium's convention: ``TypeError`` for a wrong type, ``ValueError`` for a wrong
+value; ``CheckpointError`` for a bad checkpoint) with the agent's parameters, replay, RNGs and
+counters unchanged, and that the agent still works afterwards.
 """
 
 from __future__ import annotations
@@ -107,12 +108,15 @@ def still_works(agent: SQNAgent, kind: str, batched: bool, seed: int) -> None:
     agent.learn()
 
 
-def refused(agent: SQNAgent, call, match: str | None = None) -> ValueError:
-    """``call()`` raises a ValueError (with ``match``) and leaves the agent exactly as it was."""
+Errors = type[Exception] | tuple[type[Exception], ...]
+
+
+def refused(agent: SQNAgent, call, match: str | None = None, error: Errors = ValueError) -> Exception:
+    """``call()`` raises ``error`` (with ``match``) and leaves the agent exactly as it was."""
     before = snapshot(agent)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no numpy overflow/cast warnings leak out of a refused call
-        with pytest.raises(ValueError, match=match) as info:
+        with pytest.raises(error, match=match) as info:
             call()
     assert_same_state(before, snapshot(agent))
     return info.value
@@ -163,24 +167,25 @@ def _final_obs(*rows):
 
 
 @pytest.mark.parametrize(
-    "info, match",
+    "info, match, error",
     [
-        (None, r"pass info=info from envs.step\(\)"),
-        ([("final_obs", 1)], r"pass info=info from envs.step\(\)"),
-        ({"final_obs": None}, "no final observation for done sub-env 1"),
-        ({"final_obs": _final_obs(None)}, "no final observation for done sub-env 1"),
-        ({"final_obs": _final_obs(None, None, None)}, r"info\['final_obs'\]\[1\] has dtype object"),
-        ({"final_obs": _final_obs(None, np.array([0.5], np.float32), None)}, r"info\['final_obs'\]\[1\] has shape \(1,\)"),
+        (None, r"pass info=info from envs.step\(\)", ValueError),
+        ([("final_obs", 1)], r"pass info=info from envs.step\(\)", ValueError),
+        ({"final_obs": None}, "no final observation for done sub-env 1", ValueError),
+        ({"final_obs": _final_obs(None)}, "no final observation for done sub-env 1", ValueError),
+        ({"final_obs": _final_obs(None, None, None)}, r"info\['final_obs'\]\[1\] has dtype object", TypeError),
+        ({"final_obs": _final_obs(None, np.array([0.5], np.float32), None)}, r"info\['final_obs'\]\[1\] has shape \(1,\)",
+         ValueError),
         ({"final_obs": _final_obs(None, np.array([0, np.nan, 0, 0], np.float32), None)},
-         r"info\['final_obs'\]\[1\] contains NaN"),
+         r"info\['final_obs'\]\[1\] contains NaN", ValueError),
     ],
     ids=["no-info", "not-a-dict", "none", "short", "none-row", "shape", "nan"],
 )
-def test_same_step_autoreset_with_a_malformed_final_obs_is_refused(info, match):
+def test_same_step_autoreset_with_a_malformed_final_obs_is_refused(info, match, error):
     agent = SQNAgent(*KINDS["discrete"], CONFIG, seed=0, device="cpu", autoreset_mode="same_step")
     t = valid_transition("discrete", True, np.random.default_rng(0))
     t["terminated"], t["truncated"] = np.array([False, True, False]), np.zeros(3, bool)
-    refused(agent, lambda: agent.observe(**t, info=info), match)
+    refused(agent, lambda: agent.observe(**t, info=info), match, error)
     final = np.full(4, 0.25, np.float32)
     agent.observe(**t, info={"final_obs": _final_obs(None, final, None)})
     np.testing.assert_array_equal(agent.replay.next_obs[1], final)  # the real last observation, not the reset one
@@ -255,9 +260,15 @@ def _other_shape(shape: tuple[int, ...], item_shape: tuple[int, ...] | None = No
     return shapes
 
 
-def bad_obs(base: np.ndarray, space: gym.spaces.Box, data: st.DataObject, for_act: bool = False) -> Any:
-    """An observation (single or batch, like ``base``) that observe() must refuse; ``for_act``: that act()
-    must refuse (act() takes a single observation or a batch of any size, so fewer shapes are wrong)."""
+def bad_obs(base: np.ndarray, space: gym.spaces.Box, data: st.DataObject, for_act: bool = False) -> tuple[Any, Errors]:
+    """An observation (single or batch, like ``base``) that observe() must refuse, and the error it must raise;
+    ``for_act``: that act() must refuse (act() takes a single observation or a batch of any size, so fewer
+    shapes are wrong)."""
+    value, how = _bad_obs(base, space, data, for_act)
+    return value, TypeError if how in ("complex", "text", "none", "float") else ValueError
+
+
+def _bad_obs(base: np.ndarray, space: gym.spaces.Box, data: st.DataObject, for_act: bool) -> tuple[Any, str]:
     choices = ["shape", "complex", "text", "none", "ragged"]
     if space.dtype == np.uint8:
         choices += ["float", "int-range"]
@@ -265,31 +276,39 @@ def bad_obs(base: np.ndarray, space: gym.spaces.Box, data: st.DataObject, for_ac
         choices += ["non-finite", "float32-overflow"]
     how = data.draw(st.sampled_from(choices), label="bad obs")
     if how == "shape":
-        return np.zeros(data.draw(_other_shape(base.shape, space.shape if for_act else None)), base.dtype)
+        return np.zeros(data.draw(_other_shape(base.shape, space.shape if for_act else None)), base.dtype), how
     if how == "complex":
-        return base.astype(np.complex64)
+        return base.astype(np.complex64), how
     if how == "text":
-        return base.astype(str)
+        return base.astype(str), how
     if how == "none":
-        return None if data.draw(st.booleans()) else [None] * base.shape[-1]
+        return (None if data.draw(st.booleans()) else [None] * base.shape[-1]), how
     if how == "ragged":
-        return [[0.0] * base.shape[-1], [0.0]]
+        return [[0.0] * base.shape[-1], [0.0]], how
     if how == "float":  # floats into uint8: refused even when integral
-        return base.astype(data.draw(st.sampled_from([np.float16, np.float32, np.float64])))
+        return base.astype(data.draw(st.sampled_from([np.float16, np.float32, np.float64]))), how
     if how == "int-range":
         arr = base.astype(np.int64)
         arr.reshape(-1)[data.draw(st.integers(0, arr.size - 1))] = data.draw(
             st.one_of(st.integers(256, 2**40), st.integers(-(2**40), -1))
         )
-        return arr
+        return arr, how
     if how == "non-finite":
-        return _with_non_finite(base, data)
+        return _with_non_finite(base, data), how
     arr = base.astype(np.float64)  # float32-overflow
     arr.reshape(-1)[data.draw(st.integers(0, arr.size - 1))] = data.draw(st.sampled_from([1e39, -1e300]))
-    return arr
+    return arr, how
 
 
-def bad_action(base: Any, space: gym.spaces.Space, data: st.DataObject) -> Any:
+def bad_action(base: Any, space: gym.spaces.Space, data: st.DataObject) -> tuple[Any, Errors]:
+    """An action that observe() must refuse, and the error it must raise."""
+    value, how = _bad_action(base, space, data)
+    if how == "none":  # None has shape (): the shape check or the dtype check refuses it, whichever comes first
+        return value, (TypeError, ValueError)
+    return value, TypeError if how in ("text", "bool") else ValueError
+
+
+def _bad_action(base: Any, space: gym.spaces.Space, data: st.DataObject) -> tuple[Any, str]:
     base = np.asarray(base)
     how = data.draw(st.sampled_from(["range", "fraction", "non-finite", "shape", "text", "none", "bool", "ragged"]),
                     label="bad action")
@@ -300,20 +319,20 @@ def bad_action(base: Any, space: gym.spaces.Space, data: st.DataObject) -> Any:
         flat, i = arr.reshape(-1), data.draw(st.integers(0, base.size - 1))
         lo, hi = np.broadcast_to(low, arr.shape).reshape(-1)[i], np.broadcast_to(high, arr.shape).reshape(-1)[i]
         flat[i] = data.draw(st.one_of(st.integers(hi + 1, 2**62), st.integers(-(2**62), lo - 1)))
-        return arr if arr.ndim else int(arr)
+        return (arr if arr.ndim else int(arr)), how
     if how == "fraction":
-        return base + 0.5
+        return base + 0.5, how
     if how == "non-finite":
-        return _with_non_finite(base, data)
+        return _with_non_finite(base, data), how
     if how == "shape":
-        return np.zeros(data.draw(_other_shape(base.shape)), np.int64)
+        return np.zeros(data.draw(_other_shape(base.shape)), np.int64), how
     if how == "text":
-        return base.astype(str)
+        return base.astype(str), how
     if how == "none":
-        return None
+        return None, how
     if how == "bool":
-        return np.ones(base.shape, bool)
-    return [[0, 1], [0]]  # ragged
+        return np.ones(base.shape, bool), how
+    return [[0, 1], [0]], how  # ragged
 
 
 def bad_scalars(base: Any, data: st.DataObject, flag: bool) -> Any:
@@ -343,8 +362,8 @@ def bad_scalars(base: Any, data: st.DataObject, flag: bool) -> Any:
 def test_act_refuses_malformed_observations_and_changes_nothing(kind, batched, deterministic, data):
     agent = shared_agent(kind, batched)
     base = valid_transition(kind, batched, np.random.default_rng(0))["obs"]
-    obs = bad_obs(base, agent.observation_space, data, for_act=True)
-    refused(agent, lambda: agent.act(obs, deterministic=deterministic), "obs")
+    obs, error = bad_obs(base, agent.observation_space, data, for_act=True)
+    refused(agent, lambda: agent.act(obs, deterministic=deterministic), "obs", error)
     still_works(agent, kind, batched, seed=data.draw(st.integers(0, 2**16)))
 
 
@@ -354,13 +373,14 @@ def test_act_refuses_malformed_observations_and_changes_nothing(kind, batched, d
 def test_observe_refuses_one_malformed_argument_and_changes_nothing(kind, batched, field, data):
     agent = shared_agent(kind, batched)
     t = valid_transition(kind, batched, np.random.default_rng(data.draw(st.integers(0, 2**16))))
+    error: Errors = ValueError  # rewards and flags: agent.py's checks, which raise ValueError for every bad input
     if field in ("obs", "next_obs"):
-        t[field] = bad_obs(t[field], agent.observation_space, data)
+        t[field], error = bad_obs(t[field], agent.observation_space, data)
     elif field == "action":
-        t[field] = bad_action(t[field], agent.action_space, data)
+        t[field], error = bad_action(t[field], agent.action_space, data)
     else:
         t[field] = bad_scalars(t[field], data, flag=field != "reward")
-    refused(agent, lambda: agent.observe(**t))
+    refused(agent, lambda: agent.observe(**t), error=error)
     still_works(agent, kind, batched, seed=data.draw(st.integers(0, 2**16)))
 
 
@@ -424,8 +444,27 @@ def bad_config_value(field: str, data: st.DataObject) -> Any:
        data=st.data())
 def test_sqnconfig_refuses_malformed_fields_naming_them(field, data):
     value = bad_config_value(field, data)
-    with pytest.raises(ValueError, match=field):
+    with pytest.raises(config_error(field, value), match=field):
         SQNConfig(**{field: value})
+
+
+def config_error(field: str, value: Any) -> type[Exception]:
+    """The error SQNConfig owes a bad ``value``: TypeError when its type is wrong for the field, else ValueError."""
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if field in _POSITIVE or field in _UNIT:
+        right_type = is_int(value) or isinstance(value, float)
+    elif field in _INTS:
+        right_type = is_int(value)
+    elif field in _CHOICES:
+        right_type = isinstance(value, str)
+    elif field in _BOOLS:
+        right_type = isinstance(value, bool)
+    else:  # hidden_sizes
+        right_type = isinstance(value, (tuple, list)) and all(map(is_int, value))
+    event(f"{field}: {'ValueError' if right_type else 'TypeError'}")
+    return ValueError if right_type else TypeError
 
 
 def test_sqnconfig_batch_larger_than_buffer_is_refused():
@@ -435,7 +474,7 @@ def test_sqnconfig_batch_larger_than_buffer_is_refused():
 
 @pytest.mark.parametrize("value", [64, 1.5, None, "64", {64: 1}, range(2, 0)])
 def test_sqnconfig_hidden_sizes_that_is_not_a_sequence(value):
-    with pytest.raises(ValueError, match="hidden_sizes must be a non-empty tuple of positive ints"):
+    with pytest.raises(TypeError, match="hidden_sizes must be a non-empty tuple of positive ints"):
         SQNConfig(hidden_sizes=value)
 
 

@@ -1,4 +1,7 @@
-"""SQNConfig validates itself: each bad value names the field and the allowed range."""
+"""SQNConfig validates itself: each bad value names the field and the allowed range.
+
+As in Gymnasium, a value of the wrong type raises TypeError and a wrong value of the right type ValueError.
+"""
 
 import pytest
 
@@ -17,18 +20,15 @@ from sqn_agents import SQNConfig
         ({"initial_alpha": 0.0}, "initial_alpha must be"),
         ({"target_entropy_ratio": 1.0}, r"target_entropy_ratio must be in \(0.0, 1.0\)"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1"),
-        ({"batch_size": 2.5}, "batch_size must be an integer"),
         ({"buffer_size": 10, "batch_size": 32}, r"batch_size \(32\) must not exceed buffer_size \(10\)"),
         ({"learning_starts": -1}, "learning_starts must be an integer >= 0"),
         ({"train_freq": 0}, "train_freq must be an integer >= 1"),
-        ({"gradient_steps": True}, "gradient_steps must be an integer"),
         ({"hidden_sizes": ()}, "hidden_sizes must be a non-empty tuple"),
         ({"hidden_sizes": (64, 0)}, "hidden_sizes must be"),
         ({"max_grad_norm": -1.0}, "max_grad_norm must be"),
         ({"loss": "l1"}, "loss must be one of"),
         ({"multidiscrete_target": "max"}, "multidiscrete_target must be one of"),
         ({"replay": "prioritized"}, "replay must be one of"),
-        ({"autotune_alpha": "yes"}, "autotune_alpha must be a bool"),
         ({"n_step": 0}, "n_step must be an integer >= 1"),
         ({"target_update_interval": 0}, "target_update_interval must be an integer >= 1"),
         ({"shift_pad": 0}, "shift_pad must be an integer >= 1"),
@@ -39,6 +39,29 @@ from sqn_agents import SQNConfig
 )
 def test_bad_values_raise_naming_the_field(overrides, message):
     with pytest.raises(ValueError, match=message):
+        SQNConfig(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"gamma": "0.9"}, r"gamma must be a number in \[0.0, 1.0\), got '0.9'"),
+        ({"tau": None}, "tau must be a number in"),
+        ({"learning_rate": "1e-3"}, "learning_rate must be a finite number > 0"),
+        ({"initial_alpha": True}, "initial_alpha must be a finite number > 0"),
+        ({"batch_size": 2.5}, "batch_size must be an integer"),
+        ({"batch_size": "64"}, "batch_size must be an integer >= 1, got '64'"),
+        ({"gradient_steps": True}, "gradient_steps must be an integer"),
+        ({"hidden_sizes": 64}, "hidden_sizes must be a non-empty tuple of positive ints"),
+        ({"hidden_sizes": (64, 2.0)}, "hidden_sizes must be a non-empty tuple of positive ints"),
+        ({"loss": None}, "loss must be one of"),
+        ({"replay": ["uniform"]}, "replay must be one of"),
+        ({"autotune_alpha": "yes"}, "autotune_alpha must be a bool"),
+        ({"shared_alpha": 1}, "shared_alpha must be a bool"),
+    ],
+)
+def test_values_of_the_wrong_type_raise_type_error_naming_the_field(overrides, message):
+    with pytest.raises(TypeError, match=message):
         SQNConfig(**overrides)
 
 

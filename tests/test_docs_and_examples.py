@@ -1,4 +1,5 @@
-"""The README's custom loop and the examples run as written (with smaller step counts)."""
+"""The README's custom loop, docs/multidiscrete.md's first example and the examples run as written
+(with smaller step counts)."""
 
 import re
 import subprocess
@@ -123,3 +124,12 @@ def test_atari_options_reach_the_ale():
     assert ale.getFloat("repeat_action_probability") == 0.0
     assert ale.getInt("max_num_frames_per_episode") == 4_000
     env.close()
+
+
+def test_multidiscrete_doc_snippet_runs():
+    text = (ROOT / "docs/multidiscrete.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "MultiDiscrete([3, 3, 2]" in b]
+    assert len(blocks) == 1, "docs/multidiscrete.md lost its first example"
+    namespace: dict = {}
+    exec(compile(blocks[0], "docs/multidiscrete.md", "exec"), namespace)  # every name it uses is defined in it
+    assert namespace["space"].contains(namespace["action"])

@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from envs import MatchTargetsEnv, greedy_return
+from envs import MatchTargetsEnv, ReachGoalEnv, greedy_return
 from gymnasium.utils.env_checker import check_env
 
 from sqn_agents import SQNAgent, SQNConfig, soft_q
@@ -441,3 +441,20 @@ def test_multidiscrete_benchmarks_quick_mode(script):
     assert result["quick"] is True and result["results"]
     if script == "multidiscrete_vs_flat.py":
         assert "above max_actions" in result["flatten_refusal"]
+
+
+def test_reach_goal_returns_lie_in_zero_to_episode_length():
+    """docs/multidiscrete.md: `reach` returns lie in [0, 16], not [0, 8]; the goal-seeking policy averages 7.4."""
+    env, d = ReachGoalEnv(dims=3, size=4, episode_length=16), 3
+    returns = []
+    for episode in range(200):
+        obs, _ = env.reset(seed=episode)
+        total, done = 0.0, False
+        while not done:
+            pos, goal = np.rint(obs[:d] * 3), np.rint(obs[d : 2 * d] * 3)
+            obs, reward, terminated, truncated, _ = env.step((np.sign(goal - pos) + 1).astype(np.int64))
+            total, done = total + reward, terminated or truncated
+        returns.append(total)
+    assert 0 <= min(returns) and max(returns) <= 16
+    assert max(returns) > 8  # a run of nearby goals collects more than 8
+    assert abs(np.mean(returns) - 7.4) < 0.2
