@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 import wrappers.atari
+import wrappers.atari_options
 import wrappers.life_loss
 import wrappers.multidiscrete
+import wrappers.validation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +61,9 @@ flat.step(5)
     assert modules_after(code) == {"torch": False, "sqn_agents": False, "ale_py": True, "cv2": True}
 
 
-@pytest.mark.parametrize("module", [wrappers.atari, wrappers.life_loss, wrappers.multidiscrete])
+@pytest.mark.parametrize(
+    "module", [wrappers.atari, wrappers.atari_options, wrappers.life_loss, wrappers.multidiscrete, wrappers.validation]
+)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
