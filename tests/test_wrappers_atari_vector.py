@@ -185,6 +185,30 @@ def test_each_env_keeps_its_own_autoreset_mode():
     b.close()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("game", ["Breakout", "Pong", "SpaceInvaders", "Qbert"])
+def test_the_docs_game_end_rule_finds_exactly_the_real_resets(game):
+    """docs/wrappers.md counts a game as over when a sub-env is truncated or terminates with 0 lives.
+
+    Checked against what the env does: with NEXT_STEP autoreset, the step after a real game end
+    is a reset, whose game frame counter falls back (a lost life keeps the counter going).
+    """
+    envs = make_atari_vector_env(game, 4, num_threads=1)
+    envs.action_space.seed(0)
+    _, info = envs.reset(seed=0)
+    frames, said_over = info["episode_frame_number"].copy(), np.zeros(4, bool)
+    games = 0
+    for _ in range(6_000):
+        _, _, terminated, truncated, info = envs.step(envs.action_space.sample())
+        really_reset = info["episode_frame_number"] < frames
+        np.testing.assert_array_equal(really_reset, said_over)
+        said_over = truncated | (terminated & (info["lives"] == 0))
+        frames = info["episode_frame_number"].copy()
+        games += int(really_reset.sum())
+    envs.close()
+    assert games >= 20, f"only {games} games ended: the check would prove little"
+
+
 # ---------------------------------------------------------------------- errors
 @pytest.mark.parametrize("option,value,hint", [
     ("render_mode", "rgb_array", "make_atari_env"),

@@ -77,6 +77,10 @@ def docs_blocks() -> list[str]:
 # What each docs block prints, in order (the comments next to its print calls say the same).
 DOCS_OUTPUT = [
     ["Box(0, 255, (4, 84, 84), uint8) Discrete(4)", "game scores: ["],
+    ["Box(0, 255, (2, 84, 84), uint8)", "AtariOptions(noop_max=30, frame_skip=4, screen_size=84, grayscale=True, "
+     "fire_reset=True, life_loss='signal', clip_rewards=True, frame_stack=4, repeat_action_probability=0.0, "
+     "full_action_space=False, max_num_frames_per_episode=108000)",
+     "AtariOptions.frame_stack=0; expected an integer >= 1"],
     ["lives lost: "],
     ["(2, 4, 84, 84)"],
     ["Box(0, 255, (4, 84, 84), uint8)"],
