@@ -232,6 +232,12 @@ def test_wrap_atari_refuses_game_settings_the_env_was_not_created_with(make_kwar
         wrap_atari(base, **options)
 
 
+def test_wrap_atari_reads_the_probability_that_ale_stores_as_float32():
+    base = gym.make("ALE/Breakout-v5", frameskip=1, repeat_action_probability=0.3)
+    assert base.unwrapped.ale.getFloat("repeat_action_probability") != 0.3  # 0.30000001192...
+    wrap_atari(base, repeat_action_probability=0.3)
+
+
 def test_wrap_atari_on_a_v4_env_needs_its_settings():
     # BreakoutNoFrameskip-v4 has no sticky actions; the defaults ask for 0.25
     with pytest.raises(ValueError, match="created with repeat_action_probability=0.0, not the options' "

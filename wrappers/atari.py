@@ -250,7 +250,13 @@ def make_atari_env(env_id: str, options: AtariOptions | None = None, **kwargs: A
     ale_py = import_optional("ale_py")
     gym.register_envs(ale_py)
     full_id = resolve_ale_id(env_id, caller)
-    _check_make_kwargs(caller, full_id, make_kwargs, options)
+    frameskip = make_kwargs.pop("frameskip", 1)
+    if frameskip != 1:
+        raise ValueError(
+            f"{caller}: frameskip={frameskip!r} for the base env; expected frameskip=1 (or no frameskip): the frame "
+            f"skip is the frame_skip option (here {options.frame_skip}), done with max-pooling"
+        )
+    _check_make_kwargs(caller, full_id, make_kwargs)
     env = gym.make(
         full_id,
         frameskip=1,
@@ -265,15 +271,8 @@ def make_atari_env(env_id: str, options: AtariOptions | None = None, **kwargs: A
     return wrap_atari(env, options)
 
 
-def _check_make_kwargs(caller: str, full_id: str, make_kwargs: dict[str, Any], options: AtariOptions) -> None:
+def _check_make_kwargs(caller: str, full_id: str, make_kwargs: dict[str, Any]) -> None:
     """Refuses the keywords for ``gym.make`` that the ALE env and ``gym.make`` do not take, or that the options set."""
-    frameskip = make_kwargs.pop("frameskip", 1)
-    if frameskip != 1:
-        raise ValueError(
-            f"{caller}: frameskip={frameskip!r} for the base env; expected frameskip=1 "
-            f"(or no frameskip): the frame skip is the frame_skip option (here {options.frame_skip}), done with "
-            "max-pooling"
-        )
     refused = {"obs_type": "the grayscale option chooses the base env's observation",
                "game": "the env_id chooses the game"}
     ale_env = load_env_creator(gym.registry[full_id].entry_point)
@@ -293,26 +292,29 @@ def _keyword_names(function: Any) -> list[str]:
 def _check_game_settings(caller: str, ale_env: gym.Env, options: AtariOptions) -> None:
     """The ALE game settings of ``options`` must be those ``ale_env`` was created with (they cannot change later)."""
     ale = ale_env.ale
-    frames = int(ale.getInt("max_num_frames_per_episode")) or None  # ALE's 0 means no limit
+    # ALE stores the probability as a float32 (0.3 reads back as 0.30000001...): compare 6 digits.
     created = {
         "repeat_action_probability": round(float(ale.getFloat("repeat_action_probability")), 6),
-        "max_num_frames_per_episode": frames,
+        "max_num_frames_per_episode": int(ale.getInt("max_num_frames_per_episode")) or None,  # ALE's 0: no limit
     }
-    n = getattr(ale_env.action_space, "n", None)  # None: continuous actions, where full_action_space plays no part
+    wanted = {
+        "repeat_action_probability": round(float(options.repeat_action_probability), 6),
+        "max_num_frames_per_episode": options.max_num_frames_per_episode,
+    }
+    # The action set tells full from minimal, except in games whose minimal set is all 18 actions
+    # (either value is then the same game) and with continuous actions (no action set; n is None).
+    n = getattr(ale_env.action_space, "n", None)
     if n is not None and len(ale.getLegalActionSet()) != len(ale.getMinimalActionSet()):
         created["full_action_space"] = int(n) == len(ale.getLegalActionSet())
-    differs = {
-        name: value for name, value in created.items()
-        if (abs(value - options.repeat_action_probability) > 1e-6 if name == "repeat_action_probability"
-            else value != getattr(options, name))
-    }
+        wanted["full_action_space"] = bool(options.full_action_space)
+    differs = [name for name in created if created[name] != wanted[name]]
     if differs:
         game = _game_name(ale_env)
-        was = ", ".join(f"{name}={value!r}" for name, value in differs.items())
-        wanted = ", ".join(f"{name}={getattr(options, name)!r}" for name in differs)
+        was = ", ".join(f"{name}={created[name]!r}" for name in differs)
+        asked = ", ".join(f"{name}={wanted[name]!r}" for name in differs)
         raise ValueError(
-            f"{caller}: the ALE env {game} was created with {was}, not the options' {wanted}; these are settings of "
-            f"the ALE game, fixed when the env is created: create it with gym.make({game!r}, frameskip=1, {wanted}), "
+            f"{caller}: the ALE env {game} was created with {was}, not the options' {asked}; these are settings of "
+            f"the ALE game, fixed when the env is created: create it with gym.make({game!r}, frameskip=1, {asked}), "
             f"or pass {was} to {caller}, or use make_atari_env({game!r}, ...), which creates it from the options"
         )
 
