@@ -31,10 +31,9 @@ import tyro
 from sqn_agents.agent import SQNAgent
 from sqn_agents.config import SQNConfig
 from sqn_agents.metrics import LearnMetrics
-from wrappers import (  # cheap: ale-py and opencv load only when an Atari env is built
-    GAME_INFO_KEY,
-    AtariOptions,
-)
+
+# Cheap to import: ale-py and opencv are loaded only when an Atari env is built.
+from wrappers import GAME_INFO_KEY, AtariOptions, make_atari_env
 
 METRIC_FIELDS = ["kind", "env_step", "wall_time", "episode_return", "episode_length",
                  "eval_return_mean", "eval_return_std", *LearnMetrics.names(), "steps_per_second"]
@@ -113,8 +112,6 @@ PRESETS: dict[str, TrainArgs] = {
 def make_env(env_id: str, atari: AtariOptions | None = None, **kwargs: Any) -> gym.Env:
     """``gym.make``, with the Atari preprocessing for ALE ids and MinAtar registration for MinAtar ids."""
     if env_id.startswith("ALE/"):
-        from wrappers import make_atari_env
-
         return make_atari_env(env_id, atari, **kwargs)
     if env_id.startswith("MinAtar/") and env_id not in gym.registry:
         try:
