@@ -32,26 +32,11 @@ from sqn_agents.agent import SQNAgent
 from sqn_agents.config import SQNConfig
 from sqn_agents.metrics import LearnMetrics
 
+# Cheap to import: ale-py and opencv are loaded only when an Atari env is built.
+from wrappers import GAME_INFO_KEY, AtariOptions, make_atari_env
+
 METRIC_FIELDS = ["kind", "env_step", "wall_time", "episode_return", "episode_length",
                  "eval_return_mean", "eval_return_std", *LearnMetrics.names(), "steps_per_second"]
-
-
-@dataclass
-class AtariArgs:
-    """Settings of wrappers.make_atari_env for ALE ids (ignored for other envs)."""
-
-    repeat_action_probability: float = 0.25
-    """Sticky actions: each frame repeats the previous action with this probability (ALE v5: 0.25)."""
-    noop_max: int = 30
-    """Each reset plays 1 to noop_max no-op actions (0: none)."""
-    max_num_frames_per_episode: int = 108_000
-    """Episode cap in frames (108,000 frames = 27,000 agent steps = 30 minutes of play)."""
-    life_loss: Literal["episodic", "signal", "none"] = "episodic"
-    """Training episodes end at each lost life ('episodic'); evaluation always plays whole games."""
-    clip_rewards: bool = True
-    """Train on rewards clipped to their sign; scores in the logs are the unclipped game scores."""
-    full_action_space: bool = False
-    """All 18 Atari actions instead of the game's minimal set."""
 
 
 @dataclass
@@ -95,7 +80,9 @@ class TrainArgs:
     preset: Literal["none", "atari-100k"] = "none"
     """Start from a named set of defaults (PRESETS; flags given beside it still override them).
     'atari-100k': the Atari-100k protocol, 100k agent steps (see README, "Atari-100k")."""
-    atari: AtariArgs = field(default_factory=AtariArgs)
+    atari: AtariOptions = field(default_factory=AtariOptions)
+    """Settings of wrappers.make_atari_env for ALE ids (ignored for other envs). With life_loss='episodic'
+    training episodes end at each lost life; evaluation always plays whole games and logs unclipped scores."""
     config: SQNConfig = field(default_factory=SQNConfig)
 
 
@@ -113,8 +100,8 @@ PRESETS: dict[str, TrainArgs] = {
         eval_episodes=10,
         log_every=2_000,
         preset="atari-100k",
-        atari=AtariArgs(repeat_action_probability=0.0, noop_max=30, max_num_frames_per_episode=108_000,
-                        life_loss="episodic", clip_rewards=True, full_action_space=False),
+        # AtariOptions' defaults are the protocol's (30 no-ops, 108k frames, episodic lives, clipping), except:
+        atari=AtariOptions(repeat_action_probability=0.0),
         config=SQNConfig(batch_size=64, learning_rate=3e-4, learning_starts=20_000, train_freq=4,
                          gradient_steps=1, buffer_size=100_000),
     ),
@@ -122,12 +109,10 @@ PRESETS: dict[str, TrainArgs] = {
 
 
 # ---------------------------------------------------------------------- envs
-def make_env(env_id: str, atari: AtariArgs | None = None, **kwargs: Any) -> gym.Env:
+def make_env(env_id: str, atari: AtariOptions | None = None, **kwargs: Any) -> gym.Env:
     """``gym.make``, with the Atari preprocessing for ALE ids and MinAtar registration for MinAtar ids."""
     if env_id.startswith("ALE/"):
-        from wrappers import make_atari_env
-
-        return make_atari_env(env_id, **dataclasses.asdict(atari or AtariArgs()), **kwargs)
+        return make_atari_env(env_id, atari, **kwargs)
     if env_id.startswith("MinAtar/") and env_id not in gym.registry:
         try:
             import minatar.gym
@@ -137,9 +122,8 @@ def make_env(env_id: str, atari: AtariArgs | None = None, **kwargs: Any) -> gym.
     return gym.make(env_id, **kwargs)
 
 
-# The info key under which wrappers.make_atari_env reports the unclipped score of a whole
-# game (wrappers.GAME_INFO_KEY; repeated here so that non-Atari runs never import wrappers).
-GAME_KEY = "game"
+# The info key under which wrappers.make_atari_env reports the unclipped score of a whole game.
+GAME_KEY = GAME_INFO_KEY
 
 
 def make_eval_env(args: TrainArgs, run_dir: Path) -> gym.Env:
@@ -267,7 +251,7 @@ def _prepare_run(args: TrainArgs) -> tuple[TrainArgs, Path]:
         raise ValueError(f"--resume {run_dir}: no args.json there; expected a run folder written by sqn-train")
     saved = json.loads((run_dir / "args.json").read_text())
     saved["config"] = SQNConfig.from_dict(saved["config"])
-    saved["atari"] = AtariArgs(**saved.get("atari", {}))
+    saved["atari"] = AtariOptions(**saved.get("atari", {}))
     resumed = dataclasses.replace(TrainArgs(**saved), resume=str(run_dir),
                                   total_steps=max(args.total_steps, saved["total_steps"]), progress=args.progress)
     return resumed, run_dir

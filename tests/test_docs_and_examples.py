@@ -117,9 +117,10 @@ def test_atari_100k_preset_sets_the_protocol_and_flags_override_it():
 
 def test_atari_options_reach_the_ale():
     pytest.importorskip("ale_py")
-    from sqn_agents.train import AtariArgs, make_env
+    from sqn_agents.train import make_env
+    from wrappers import AtariOptions
 
-    env = make_env("ALE/Pong-v5", AtariArgs(repeat_action_probability=0.0, max_num_frames_per_episode=4_000))
+    env = make_env("ALE/Pong-v5", AtariOptions(repeat_action_probability=0.0, max_num_frames_per_episode=4_000))
     ale = env.unwrapped.ale
     assert ale.getFloat("repeat_action_probability") == 0.0
     assert ale.getInt("max_num_frames_per_episode") == 4_000

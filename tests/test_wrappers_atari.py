@@ -222,7 +222,7 @@ def test_fire_reset_resets_again_if_the_fire_step_ends_the_game():
 def test_fire_reset_on_a_game_without_fire_is_an_error():
     with pytest.raises(ValueError, match=r"ALE/Freeway-v5 has no FIRE action \(its actions: NOOP, UP, DOWN\)"):
         FireResetEnv(gym.make("ALE/Freeway-v5", frameskip=1))
-    with pytest.raises(ValueError, match="no get_action_meanings"):
+    with pytest.raises(TypeError, match="no get_action_meanings"):  # not an ALE env: a wrong type
         FireResetEnv(gym.make("CartPole-v1"))
 
 
@@ -402,7 +402,7 @@ def test_non_ale_and_unknown_ids_are_refused():
         make_atari_env("CartPole-v1")
     with pytest.raises(ValueError, match=r"'NoSuchGame' is neither a registered env id nor an Atari game name"):
         make_atari_env("NoSuchGame")
-    with pytest.raises(ValueError, match="CartPoleEnv is not an ALE env"):
+    with pytest.raises(TypeError, match="CartPoleEnv is not an ALE env"):  # an env object of the wrong type
         wrap_atari(gym.make("CartPole-v1"))
 
 
@@ -420,16 +420,27 @@ def test_a_base_env_with_frame_skip_is_refused():
         (dict(noop_max=-1), r"noop_max=-1; expected an integer >= 0"),
         (dict(frame_skip=0), r"frame_skip=0; expected an integer >= 1"),
         (dict(frame_stack=0), r"frame_stack=0; expected an integer >= 1"),
-        (dict(frame_stack=2.0), r"frame_stack=2.0; expected an integer >= 1"),
         (dict(screen_size=0), r"screen_size=0; expected a positive int"),
         (dict(life_loss="sometimes"), r"life_loss='sometimes'; expected one of \('episodic', 'signal', 'none'\)"),
         (dict(repeat_action_probability=1.5), r"repeat_action_probability=1.5; expected a probability in \[0, 1\]"),
         (dict(max_num_frames_per_episode=0), r"max_num_frames_per_episode=0; expected an integer >= 1"),
-        (dict(obs_type="ram"), r"obs_type='ram'; expected no obs_type"),
     ],
 )
 def test_bad_options_are_refused(option, message):
     with pytest.raises(ValueError, match=message):
+        make_atari_env("Breakout", **option)
+
+
+# Wrong types are a TypeError (Gymnasium's convention; these were ValueErrors before AtariOptions).
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (dict(frame_stack=2.0), r"frame_stack=2.0 is a float; expected an integer >= 1"),
+        (dict(obs_type="ram"), r"unexpected keyword argument 'obs_type': the grayscale option chooses"),
+    ],
+)
+def test_options_of_the_wrong_type_are_refused(option, message):
+    with pytest.raises(TypeError, match=message):
         make_atari_env("Breakout", **option)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import doctest
 import inspect
 import json
@@ -21,7 +22,7 @@ from gymnasium.vector import AutoresetMode  # noqa: E402
 
 import wrappers.atari_vector  # noqa: E402
 from sqn_agents import SQNAgent, SQNConfig  # noqa: E402
-from wrappers import make_atari_env, make_atari_vector_env  # noqa: E402
+from wrappers import AtariOptions, make_atari_env, make_atari_vector_env  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,12 +70,14 @@ def test_default_spaces_and_a_few_steps():
     envs.close()
 
 
-def test_same_option_names_and_defaults_as_make_atari_env():
-    ours = inspect.signature(make_atari_vector_env).parameters
-    for name, param in inspect.signature(make_atari_env).parameters.items():
-        if param.kind is inspect.Parameter.KEYWORD_ONLY:
-            assert name in ours, name
-            assert ours[name].default == param.default, name
+def test_takes_the_options_of_make_atari_env():
+    """Both take one AtariOptions (or its fields as keywords) and restate none of its fields."""
+    fields = {f.name for f in dataclasses.fields(AtariOptions)}
+    for function in (make_atari_env, make_atari_vector_env):
+        params = inspect.signature(function).parameters
+        assert params["options"].default is None, function
+        assert not fields & set(params), function
+        assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()), function
 
 
 @pytest.mark.parametrize("env_id,game", [("ALE/Breakout-v5", "breakout"), ("Breakout", "breakout"),
@@ -182,6 +185,30 @@ def test_each_env_keeps_its_own_autoreset_mode():
     b.close()
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("game", ["Breakout", "Pong", "SpaceInvaders", "Qbert"])
+def test_the_docs_game_end_rule_finds_exactly_the_real_resets(game):
+    """docs/wrappers.md counts a game as over when a sub-env is truncated or terminates with 0 lives.
+
+    Checked against what the env does: with NEXT_STEP autoreset, the step after a real game end
+    is a reset, whose game frame counter falls back (a lost life keeps the counter going).
+    """
+    envs = make_atari_vector_env(game, 4, num_threads=1)
+    envs.action_space.seed(0)
+    _, info = envs.reset(seed=0)
+    frames, said_over = info["episode_frame_number"].copy(), np.zeros(4, bool)
+    games = 0
+    for _ in range(6_000):
+        _, _, terminated, truncated, info = envs.step(envs.action_space.sample())
+        really_reset = info["episode_frame_number"] < frames
+        np.testing.assert_array_equal(really_reset, said_over)
+        said_over = truncated | (terminated & (info["lives"] == 0))
+        frames = info["episode_frame_number"].copy()
+        games += int(really_reset.sum())
+    envs.close()
+    assert games >= 20, f"only {games} games ended: the check would prove little"
+
+
 # ---------------------------------------------------------------------- errors
 @pytest.mark.parametrize("option,value,hint", [
     ("render_mode", "rgb_array", "make_atari_env"),
@@ -198,10 +225,11 @@ def test_each_env_keeps_its_own_autoreset_mode():
     ("maxpool", False, "max-pooled"),
     ("batch_size", 1, "env_id"),
     ("continuous", True, "Discrete"),
-    ("sticky", 0.5, "not an option"),
+    ("sticky", 0.5, "expected one of: noop_max, frame_skip"),
 ])
 def test_unsupported_options_are_refused(option, value, hint):
-    with pytest.raises(ValueError, match=option) as e:
+    # a keyword make_atari_vector_env does not take is a TypeError (a ValueError before AtariOptions)
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{option}'") as e:
         make_atari_vector_env("Breakout", 2, **{option: value})
     assert hint in str(e.value)
 
@@ -222,15 +250,33 @@ def test_bad_values_are_refused(options, match):
         make_atari_vector_env("Breakout", 2, **options)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "NoSuchGame", 3])
-def test_non_atari_ids_are_refused(env_id):
-    with pytest.raises(ValueError, match="make_atari_vector_env"):
+@pytest.mark.parametrize("env_id,error", [("CartPole-v1", ValueError), ("NoSuchGame", ValueError), (3, TypeError)])
+def test_non_atari_ids_are_refused(env_id, error):
+    with pytest.raises(error, match="make_atari_vector_env"):
         make_atari_vector_env(env_id, 2)
 
 
-def test_num_envs_must_be_positive():
-    with pytest.raises(ValueError, match="num_envs"):
-        make_atari_vector_env("Breakout", 0)
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"num_envs": 0}, ValueError, "num_envs=0; expected an integer >= 1"),
+    ({"num_envs": 2.0}, TypeError, "num_envs=2.0 is a float"),
+    ({"num_threads": -1}, ValueError, "num_threads=-1; expected an integer >= 0"),
+    ({"thread_affinity_offset": -2}, ValueError, "thread_affinity_offset=-2; expected an integer >= -1"),
+    ({"thread_affinity_offset": "0"}, TypeError, "thread_affinity_offset='0' is a str"),
+])
+def test_vector_env_arguments_are_checked(kwargs, error, match):
+    kwargs = {"num_envs": 2, **kwargs}
+    with pytest.raises(error, match=match):
+        make_atari_vector_env("Breakout", **kwargs)
+
+
+def test_options_and_overrides(recorded):
+    options = AtariOptions(frame_stack=2, noop_max=5)
+    make_atari_vector_env("Breakout", 1, options, noop_max=0, screen_size=(96, 72)).close()
+    kwargs = recorded[-1][2]
+    assert (kwargs["stack_num"], kwargs["noop_max"], kwargs["img_width"], kwargs["img_height"]) == (2, 0, 96, 72)
+    assert options == AtariOptions(frame_stack=2, noop_max=5)  # the options object is left as it was
+    with pytest.raises(TypeError, match="options=.* is a dict; expected an AtariOptions or None"):
+        make_atari_vector_env("Breakout", 1, {"noop_max": 0})
 
 
 # ---------------------------------------------------------------------- with the agent

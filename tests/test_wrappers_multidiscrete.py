@@ -159,19 +159,27 @@ def test_the_size_limit_refuses_large_products_and_can_be_raised():
 
 
 def test_bad_envs_and_bad_actions_are_refused():
-    with pytest.raises(ValueError, match=r"action space is Discrete\(2\); expected a MultiDiscrete space"):
+    # wrong types are a TypeError, wrong values a ValueError (Gymnasium's convention)
+    with pytest.raises(TypeError, match=r"action space is Discrete\(2\); expected a MultiDiscrete space"):
         FlattenMultiDiscreteAction(gym.make("CartPole-v1"))
     with pytest.raises(ValueError, match="max_actions=0; expected a positive integer"):
         flattened([2, 3], max_actions=0)
+    with pytest.raises(TypeError, match=r"max_actions=2\.0 is a float; expected a positive integer"):
+        flattened([2, 3], max_actions=2.0)
     env = flattened([2, 3])
     env.reset(seed=0)
-    for bad in (6, -1, 1.0, np.array([1, 2])):
+    for bad in (6, -1):
         with pytest.raises(ValueError, match=r"is not in Discrete\(6\); expected an integer in \[0, 6\)"):
+            env.step(bad)
+    for bad in (1.0, np.array([1, 2])):
+        with pytest.raises(TypeError, match=r"is not an integer; expected an integer in \[0, 6\)"):
             env.step(bad)
     with pytest.raises(ValueError, match=r"index out of range \(min 0, max 6\); expected integers in \[0, 6\)"):
         env.index_to_action(np.array([0, 6]))
-    with pytest.raises(ValueError, match="expected integers"):
+    with pytest.raises(TypeError, match="expected integers"):
         env.index_to_action(np.array([0.0]))
+    with pytest.raises(TypeError, match="expected integers"):
+        env.action_to_index(np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"action shape \(3,\); expected \(2,\)"):
         env.action_to_index([0, 0, 0])
     with pytest.raises(ValueError, match="an action is outside MultiDiscrete"):

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 import wrappers.atari
+import wrappers.atari_options
 import wrappers.life_loss
 import wrappers.multidiscrete
+import wrappers.validation
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +61,9 @@ flat.step(5)
     assert modules_after(code) == {"torch": False, "sqn_agents": False, "ale_py": True, "cv2": True}
 
 
-@pytest.mark.parametrize("module", [wrappers.atari, wrappers.life_loss, wrappers.multidiscrete])
+@pytest.mark.parametrize(
+    "module", [wrappers.atari, wrappers.atari_options, wrappers.life_loss, wrappers.multidiscrete, wrappers.validation]
+)
 def test_docstring_examples_run(module):
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
@@ -73,6 +77,10 @@ def docs_blocks() -> list[str]:
 # What each docs block prints, in order (the comments next to its print calls say the same).
 DOCS_OUTPUT = [
     ["Box(0, 255, (4, 84, 84), uint8) Discrete(4)", "game scores: ["],
+    ["Box(0, 255, (2, 84, 84), uint8)", "AtariOptions(noop_max=30, frame_skip=4, screen_size=84, grayscale=True, "
+     "fire_reset=True, life_loss='signal', clip_rewards=True, frame_stack=4, repeat_action_probability=0.0, "
+     "full_action_space=False, max_num_frames_per_episode=108000)",
+     "AtariOptions.frame_stack=0; expected an integer >= 1"],
     ["lives lost: "],
     ["(2, 4, 84, 84)"],
     ["Box(0, 255, (4, 84, 84), uint8)"],

@@ -15,29 +15,32 @@ innermost wrapper out:
 6. ``ClipRewardEnv`` (written here): rewards clipped to their sign, -1, 0 or +1;
 7. Gymnasium's ``FrameStackObservation``: the last 4 frames, a ``uint8`` array ``(4, 84, 84)``.
 
+Those are the defaults of ``AtariOptions`` (wrappers/atari_options.py), the one object that
+holds every setting; ``make_atari_env`` and ``wrap_atari`` take it, or its fields as keywords.
+
 ale-py and opencv are optional dependencies (``pip install "sqn-agents[atari]"``); they are
 imported only when an Atari env is built, so ``import wrappers`` works without them.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Literal, SupportsFloat
+import inspect
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 from gymnasium.core import ActType, ObsType
+from gymnasium.envs.registration import load_env_creator
 from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation, RecordEpisodeStatistics
 
-from wrappers.life_loss import LIFE_LOSS_MODES, EpisodicLifeEnv
+from wrappers.atari_options import FIELD_NAMES, AtariOptions, resolve_options
+from wrappers.life_loss import EpisodicLifeEnv
+from wrappers.validation import import_optional, resolve_ale_id, unexpected_keyword
 
 # The info key of the unclipped game statistics {"r": return, "l": length, "t": seconds}.
 # Not "episode": users commonly add their own RecordEpisodeStatistics on top (which records the
 # clipped, per-life episodes under "episode" and refuses to overwrite an existing key).
 GAME_INFO_KEY = "game"
-
-LIFE_LOSS_OPTIONS: tuple[str, ...] = (*LIFE_LOSS_MODES, "none")
-ATARI_EXTRA_HINT = 'pip install "sqn-agents[atari]"'
 
 
 class FireResetEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.RecordConstructorArgs):
@@ -49,8 +52,9 @@ class FireResetEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
     step ends the episode, the env is reset again.
 
     A game without a FIRE action is refused with a ``ValueError`` rather than silently left
-    alone: wrapping it is a mistake that would otherwise go unnoticed. ``make_atari_env`` only
-    adds this wrapper to games whose action meanings include FIRE.
+    alone: wrapping it is a mistake that would otherwise go unnoticed (an env that is not an
+    ALE game is a ``TypeError``). ``make_atari_env`` only adds this wrapper to games whose
+    action meanings include FIRE.
 
     Example:
         >>> import gymnasium as gym
@@ -61,6 +65,10 @@ class FireResetEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         >>> obs, info = env.reset(seed=0)
         >>> info["episode_frame_number"]  # the 4 frames of the FIRE step, played during reset
         4
+
+    Change logs:
+     * v0.1.0 - Initially added.
+     * v0.1.0 - An env without ``get_action_meanings`` (not an ALE game) is a ``TypeError``, was a ``ValueError``.
     """
 
     def __init__(self, env: gym.Env[ObsType, ActType]) -> None:
@@ -69,7 +77,7 @@ class FireResetEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils.Re
         gym.Wrapper.__init__(self, env)
         get_meanings = getattr(env.unwrapped, "get_action_meanings", None)
         if get_meanings is None:
-            raise ValueError(
+            raise TypeError(
                 f"FireResetEnv: {type(env.unwrapped).__name__} has no get_action_meanings(); "
                 "expected an ALE env, whose action meanings say which action is FIRE"
             )
@@ -106,6 +114,9 @@ class ClipRewardEnv(gym.RewardWrapper[ObsType, ActType], gym.utils.RecordConstru
         >>> env = ClipRewardEnv(gym.make("CartPole-v1"))
         >>> env.reward(7.0), env.reward(0.5), env.reward(-3.0), env.reward(0.0)
         (1.0, 1.0, -1.0, 0.0)
+
+    Change logs:
+     * v0.1.0 - Initially added.
     """
 
     def __init__(self, env: gym.Env[ObsType, ActType]) -> None:
@@ -118,23 +129,25 @@ class ClipRewardEnv(gym.RewardWrapper[ObsType, ActType], gym.utils.RecordConstru
         return float(np.sign(float(reward)))
 
 
-def wrap_atari(
-    env: gym.Env,
-    *,
-    noop_max: int = 30,
-    frame_skip: int = 4,
-    screen_size: int | tuple[int, int] = 84,
-    grayscale: bool = True,
-    fire_reset: bool = True,
-    life_loss: Literal["episodic", "signal", "none"] = "episodic",
-    clip_rewards: bool = True,
-    frame_stack: int = 4,
-) -> gym.Env:
+def wrap_atari(env: gym.Env, options: AtariOptions | None = None, **overrides: Any) -> gym.Env:
     """Applies the Atari preprocessing pipeline to an ALE env created with ``frameskip=1``.
 
     ``make_atari_env`` creates the ALE env and calls this; call it yourself to preprocess an
     ALE env you created (it must have ``frameskip=1``: the frame skip happens here, with
-    max-pooling). The options are those of ``make_atari_env``; see there.
+    max-pooling).
+
+    Args:
+        env: an ALE env (or a wrapped one) created with ``frameskip=1``.
+        options: the settings (``AtariOptions()`` if None).
+        **overrides: ``AtariOptions`` fields, replacing those of ``options``; any other
+            keyword is a ``TypeError``.
+
+    Three fields, ``repeat_action_probability``, ``full_action_space`` and
+    ``max_num_frames_per_episode``, are settings of the ALE game that are fixed when the ALE
+    env is created; no wrapper can change them afterwards. Here they are checked: if ``env``
+    was created with other values, a ``ValueError`` says which, and how to create the env
+    (or what to pass) instead. So ``wrap_atari(env, options)`` always plays the game that
+    ``make_atari_env(env_id, options)`` plays.
 
     Example:
         >>> import gymnasium as gym
@@ -144,89 +157,68 @@ def wrap_atari(
         >>> env = wrap_atari(gym.make("ALE/Pong-v5", frameskip=1), frame_stack=2, life_loss="none")
         >>> env.observation_space
         Box(0, 255, (2, 84, 84), uint8)
+        >>> wrap_atari(gym.make("ALE/Pong-v5", frameskip=1), repeat_action_probability=0.0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: wrap_atari: the ALE env ALE/Pong-v5 was created with repeat_action_probability=0.25, not the options' repeat_action_probability=0.0; ...
+
+    Change logs:
+     * v0.1.0 - Initially added.
+     * v0.1.0 - Takes one ``AtariOptions`` (the fields are still accepted as keywords) and every
+       option: the three ALE game settings are checked against ``env``. Unknown keywords are a
+       ``TypeError``, a non-ALE env too.
     """
-    _import_optional("cv2")
+    caller = "wrap_atari"
+    options = resolve_options(caller, options, overrides)
+    import_optional("cv2")
     ale_env = env.unwrapped
     if getattr(ale_env, "ale", None) is None or not hasattr(ale_env, "get_action_meanings"):
-        raise ValueError(
-            f"wrap_atari: {type(ale_env).__name__} is not an ALE env; expected an Atari game from ale-py, "
+        raise TypeError(
+            f"{caller}: {type(ale_env).__name__} is not an ALE env; expected an Atari game from ale-py, "
             'e.g. gym.make("ALE/Breakout-v5", frameskip=1)'
         )
     base_frameskip = getattr(ale_env, "_frameskip", None)
     if base_frameskip != 1:
         raise ValueError(
-            f"wrap_atari: the base env repeats each action frameskip={base_frameskip!r} times; expected frameskip=1, "
-            f'e.g. gym.make("{_game_name(env)}", frameskip=1): the frame skip (frame_skip={frame_skip}) '
+            f"{caller}: the base env repeats each action frameskip={base_frameskip!r} times; expected frameskip=1, "
+            f'e.g. gym.make("{_game_name(env)}", frameskip=1): the frame skip (frame_skip={options.frame_skip}) '
             "is done by the preprocessing, which max-pools the last two frames"
         )
-    _check_int("noop_max", noop_max, minimum=0)
-    _check_int("frame_skip", frame_skip, minimum=1)
-    _check_int("frame_stack", frame_stack, minimum=1)
-    sizes = screen_size if isinstance(screen_size, tuple) else (screen_size,)
-    if len(sizes) not in (1, 2) or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
-        raise ValueError(
-            f"wrap_atari: screen_size={screen_size!r}; expected a positive int (a square image) or a (width, height) "
-            "tuple of positive ints"
-        )
-    if life_loss not in LIFE_LOSS_OPTIONS:
-        raise ValueError(f"wrap_atari: life_loss={life_loss!r}; expected one of {LIFE_LOSS_OPTIONS}")
+    _check_game_settings(caller, ale_env, options)
 
     env = AtariPreprocessing(
         env,
-        noop_max=noop_max,
-        frame_skip=frame_skip,
-        screen_size=screen_size,
+        noop_max=options.noop_max,
+        frame_skip=options.frame_skip,
+        screen_size=options.screen_size,
         terminal_on_life_loss=False,  # life losses are EpisodicLifeEnv's job, which keeps the game going
-        grayscale_obs=grayscale,
+        grayscale_obs=options.grayscale,
         scale_obs=False,
     )
     env = RecordEpisodeStatistics(env, stats_key=GAME_INFO_KEY)
-    if life_loss != "none":
-        env = EpisodicLifeEnv(env, mode=life_loss)
-    if fire_reset and "FIRE" in ale_env.get_action_meanings():
+    if options.life_loss != "none":
+        env = EpisodicLifeEnv(env, mode=options.life_loss)
+    if options.fire_reset and "FIRE" in ale_env.get_action_meanings():
         env = FireResetEnv(env)
-    if clip_rewards:
+    if options.clip_rewards:
         env = ClipRewardEnv(env)
-    return FrameStackObservation(env, stack_size=frame_stack)
+    return FrameStackObservation(env, stack_size=options.frame_stack)
 
 
-def make_atari_env(
-    env_id: str,
-    *,
-    noop_max: int = 30,
-    frame_skip: int = 4,
-    screen_size: int | tuple[int, int] = 84,
-    grayscale: bool = True,
-    fire_reset: bool = True,
-    life_loss: Literal["episodic", "signal", "none"] = "episodic",
-    clip_rewards: bool = True,
-    frame_stack: int = 4,
-    repeat_action_probability: float = 0.25,
-    full_action_space: bool = False,
-    max_num_frames_per_episode: int | None = 108_000,
-    **make_kwargs: Any,
-) -> gym.Env:
+def make_atari_env(env_id: str, options: AtariOptions | None = None, **kwargs: Any) -> gym.Env:
     """Creates an ALE game with the standard DQN-style preprocessing.
 
     Args:
         env_id: an ALE id (``"ALE/Breakout-v5"``, ``"BreakoutNoFrameskip-v4"``) or a game name
-            (``"Breakout"``, meaning ``"ALE/Breakout-v5"``).
-        noop_max: a reset plays a random number of no-ops, 1 to ``noop_max`` (0: none).
-        frame_skip: each action is repeated for this many frames; the observation is the
-            pixel-wise maximum of the last two (Atari sprites flicker).
-        screen_size: the observation's frame size, an int for a square or ``(width, height)``.
-        grayscale: grayscale frames; ``False`` keeps RGB (the stack is then ``(4, 84, 84, 3)``).
-        fire_reset: press FIRE on reset, in games whose actions include FIRE.
-        life_loss: ``"episodic"``: an episode ends on each life loss, and the game is reset only
-            when it is over; ``"signal"``: only ``info["life_loss"]`` reports it; ``"none"``.
-        clip_rewards: rewards clipped to their sign (the true score stays in ``info["game"]``).
-        frame_stack: the observation stacks this many of the latest frames on axis 0.
-        repeat_action_probability: sticky actions: each frame repeats the previous action with
-            this probability (0.25 as in ALE v5 and Machado et al. 2018; 0.0 as in DQN 2015).
-        full_action_space: all 18 Atari actions instead of the game's minimal set.
-        max_num_frames_per_episode: ALE truncates a game after this many frames (108,000
-            frames, 30 minutes of play, 27,000 agent steps at ``frame_skip=4``; ``None``: never).
-        **make_kwargs: passed on to ``gym.make`` (``render_mode``, ``mode``, ``difficulty``...).
+            (``"Breakout"``, meaning ``"ALE/Breakout-v5"``). The id's registered settings
+            (sticky actions, frame skip, frame limit) are overridden by the options.
+        options: the settings (``AtariOptions()`` if None); see ``AtariOptions`` for each.
+        **kwargs: ``AtariOptions`` fields, replacing those of ``options``; the other keywords
+            are passed on to ``gym.make``: the ALE env's own arguments (``render_mode``,
+            ``mode``, ``difficulty``, ...) and ``gym.make``'s (``max_episode_steps``, which
+            counts frames: the base env has ``frameskip=1``).
+            ``frameskip`` may only be 1 and ``obs_type`` is chosen by ``grayscale``; any other
+            keyword is a ``TypeError`` naming the valid ones.
 
     Returns:
         The wrapped env. Its ``info`` has ``"lives"`` (from ALE), ``"life_loss"`` (unless
@@ -234,7 +226,7 @@ def make_atari_env(
         ``{"r": unclipped score, "l": length in agent steps, "t": seconds}``.
 
     Example:
-        >>> from wrappers import make_atari_env
+        >>> from wrappers import AtariOptions, make_atari_env
         >>> env = make_atari_env("ALE/Breakout-v5")
         >>> env.observation_space, env.action_space
         (Box(0, 255, (4, 84, 84), uint8), Discrete(4))
@@ -242,81 +234,89 @@ def make_atari_env(
         >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         >>> obs.shape, obs.dtype, info["lives"]
         ((4, 84, 84), dtype('uint8'), 5)
+        >>> env = make_atari_env("Pong", AtariOptions(repeat_action_probability=0.0), frame_stack=2)
+        >>> env.observation_space.shape, env.unwrapped.ale.getFloat("repeat_action_probability")
+        ((2, 84, 84), 0.0)
+
+    Change logs:
+     * v0.1.0 - Initially added.
+     * v0.1.0 - Takes one ``AtariOptions`` (the fields are still accepted as keywords); an
+       unknown keyword is a ``TypeError`` raised here, not by ``gym.make``.
     """
-    ale_py = _import_optional("ale_py")
+    caller = "make_atari_env"
+    overrides = {name: value for name, value in kwargs.items() if name in FIELD_NAMES}
+    make_kwargs = {name: value for name, value in kwargs.items() if name not in FIELD_NAMES}
+    options = resolve_options(caller, options, overrides)
+    ale_py = import_optional("ale_py")
     gym.register_envs(ale_py)
-    full_id = _resolve_ale_id(env_id)
-    if make_kwargs.get("frameskip", 1) != 1:
+    full_id = resolve_ale_id(env_id, caller)
+    frameskip = make_kwargs.pop("frameskip", 1)
+    if frameskip != 1:
         raise ValueError(
-            f"make_atari_env: frameskip={make_kwargs['frameskip']!r} for the base env; expected frameskip=1 (or no "
-            f"frameskip): the frame skip is the frame_skip option (here {frame_skip}), done with max-pooling"
+            f"{caller}: frameskip={frameskip!r} for the base env; expected frameskip=1 (or no frameskip): the frame "
+            f"skip is the frame_skip option (here {options.frame_skip}), done with max-pooling"
         )
-    if "obs_type" in make_kwargs:
-        raise ValueError(
-            f"make_atari_env: obs_type={make_kwargs['obs_type']!r}; expected no obs_type: the grayscale option chooses it"
-        )
-    if not 0.0 <= repeat_action_probability <= 1.0:
-        raise ValueError(
-            f"make_atari_env: repeat_action_probability={repeat_action_probability!r}; expected a probability in [0, 1]"
-        )
-    if max_num_frames_per_episode is not None:
-        _check_int("max_num_frames_per_episode", max_num_frames_per_episode, minimum=1)
-    make_kwargs["frameskip"] = 1
+    _check_make_kwargs(caller, full_id, make_kwargs)
     env = gym.make(
         full_id,
+        frameskip=1,
         # The preprocessing reads the screen from ALE itself; a grayscale base observation
         # just saves copying an RGB screen on every frame.
-        obs_type="grayscale" if grayscale else "rgb",
-        repeat_action_probability=repeat_action_probability,
-        full_action_space=full_action_space,
-        max_num_frames_per_episode=max_num_frames_per_episode,
+        obs_type="grayscale" if options.grayscale else "rgb",
+        repeat_action_probability=float(options.repeat_action_probability),
+        full_action_space=bool(options.full_action_space),
+        max_num_frames_per_episode=options.max_num_frames_per_episode,
         **make_kwargs,
     )
-    return wrap_atari(
-        env,
-        noop_max=noop_max,
-        frame_skip=frame_skip,
-        screen_size=screen_size,
-        grayscale=grayscale,
-        fire_reset=fire_reset,
-        life_loss=life_loss,
-        clip_rewards=clip_rewards,
-        frame_stack=frame_stack,
-    )
+    return wrap_atari(env, options)
 
 
-def _resolve_ale_id(env_id: str, caller: str = "make_atari_env") -> str:
-    """``env_id`` if it is a registered id, else ``"ALE/{env_id}-v5"``; refuses ids that are not ALE games."""
-    if not isinstance(env_id, str):
-        raise ValueError(f"{caller}: env_id={env_id!r}; expected a string such as 'ALE/Breakout-v5' or 'Breakout'")
-    full_id = env_id if env_id in gym.registry else f"ALE/{env_id}-v5"
-    if full_id not in gym.registry:
+def _check_make_kwargs(caller: str, full_id: str, make_kwargs: dict[str, Any]) -> None:
+    """Refuses the keywords for ``gym.make`` that the ALE env and ``gym.make`` do not take, or that the options set."""
+    refused = {"obs_type": "the grayscale option chooses the base env's observation",
+               "game": "the env_id chooses the game"}
+    ale_env = load_env_creator(gym.registry[full_id].entry_point)
+    passed_on = [name for name in (*_keyword_names(ale_env), *_keyword_names(gym.make))
+                 if name not in (*FIELD_NAMES, *refused, "frameskip", "id")]
+    for name in make_kwargs:
+        if name not in passed_on:
+            raise unexpected_keyword(caller, name, (*FIELD_NAMES, *passed_on), hint=refused.get(name))
+
+
+def _keyword_names(function: Any) -> list[str]:
+    """The names a callable takes as keywords (its ``**kwargs`` aside)."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in inspect.signature(function).parameters.values() if p.kind in kinds]
+
+
+def _check_game_settings(caller: str, ale_env: gym.Env, options: AtariOptions) -> None:
+    """The ALE game settings of ``options`` must be those ``ale_env`` was created with (they cannot change later)."""
+    ale = ale_env.ale
+    # ALE stores the probability as a float32 (0.3 reads back as 0.30000001...): compare 6 digits.
+    created = {
+        "repeat_action_probability": round(float(ale.getFloat("repeat_action_probability")), 6),
+        "max_num_frames_per_episode": int(ale.getInt("max_num_frames_per_episode")) or None,  # ALE's 0: no limit
+    }
+    wanted = {
+        "repeat_action_probability": round(float(options.repeat_action_probability), 6),
+        "max_num_frames_per_episode": options.max_num_frames_per_episode,
+    }
+    # The action set tells full from minimal, except in games whose minimal set is all 18 actions
+    # (either value is then the same game) and with continuous actions (no action set; n is None).
+    n = getattr(ale_env.action_space, "n", None)
+    if n is not None and len(ale.getLegalActionSet()) != len(ale.getMinimalActionSet()):
+        created["full_action_space"] = int(n) == len(ale.getLegalActionSet())
+        wanted["full_action_space"] = bool(options.full_action_space)
+    differs = [name for name in created if created[name] != wanted[name]]
+    if differs:
+        game = _game_name(ale_env)
+        was = ", ".join(f"{name}={created[name]!r}" for name in differs)
+        asked = ", ".join(f"{name}={wanted[name]!r}" for name in differs)
         raise ValueError(
-            f"{caller}: {env_id!r} is neither a registered env id nor an Atari game name (no {full_id!r}); "
-            "expected an ALE id such as 'ALE/Breakout-v5' or a game name such as 'Breakout'"
+            f"{caller}: the ALE env {game} was created with {was}, not the options' {asked}; these are settings of "
+            f"the ALE game, fixed when the env is created: create it with gym.make({game!r}, frameskip=1, {asked}), "
+            f"or pass {was} to {caller}, or use make_atari_env({game!r}, ...), which creates it from the options"
         )
-    entry_point = gym.registry[full_id].entry_point
-    if not (isinstance(entry_point, str) and entry_point.startswith("ale_py")):
-        raise ValueError(
-            f"{caller}: {full_id!r} is not an ALE env (its entry point is {entry_point!r}); "
-            "expected an Atari game id such as 'ALE/Breakout-v5'"
-        )
-    return full_id
-
-
-def _import_optional(module: str) -> Any:
-    """Imports an optional Atari dependency, or says which extra installs it."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise gym.error.DependencyNotInstalled(
-            f"{module} is not installed; the Atari wrappers need ale-py and opencv: {ATARI_EXTRA_HINT}"
-        ) from e
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name}={value!r}; expected an integer >= {minimum}")
 
 
 def _game_name(env: gym.Env) -> str:

@@ -11,23 +11,25 @@ both routes produce pixel-identical frames and the same rewards for the same act
 check this. What differs is listed in ``make_atari_vector_env``'s docstring and in
 docs/wrappers.md, measured on ale-py 0.12.1.
 
-ale-py is imported only when an env is built, so ``import wrappers`` works without it.
+The options are one ``AtariOptions``, as for ``make_atari_env``. ale-py is imported only when
+an env is built, so ``import wrappers`` works without it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode
 
-from wrappers.atari import LIFE_LOSS_OPTIONS, _check_int, _import_optional, _resolve_ale_id
+from wrappers.atari_options import FIELD_NAMES, AtariOptions, resolve_options
+from wrappers.validation import check_int, import_optional, resolve_ale_id, unexpected_keyword
 
 # No limit: ale-py's vector env has no "never", and 0 truncates at once; 2**31 - 1 frames is 414 days of play.
 NO_FRAME_LIMIT = 2**31 - 1
 
-# Options make_atari_env takes (through **make_kwargs) or AtariVectorEnv takes under its own name,
-# which make_atari_vector_env refuses, with what to use instead.
+# Keywords make_atari_env takes (and passes to gym.make) or AtariVectorEnv takes under its own
+# name, which make_atari_vector_env refuses (a TypeError), with what to use instead.
 _REFUSED = {
     "render_mode": "AtariVectorEnv does not render; use make_atari_env(env_id, render_mode='rgb_array') "
                    "for videos or human play",
@@ -59,22 +61,12 @@ _REFUSED = {
 def make_atari_vector_env(
     env_id: str,
     num_envs: int,
+    options: AtariOptions | None = None,
     *,
-    noop_max: int = 30,
-    frame_skip: int = 4,
-    screen_size: int | tuple[int, int] = 84,
-    grayscale: bool = True,
-    fire_reset: bool = True,
-    life_loss: Literal["episodic", "signal", "none"] = "episodic",
-    clip_rewards: bool = True,
-    frame_stack: int = 4,
-    repeat_action_probability: float = 0.25,
-    full_action_space: bool = False,
-    max_num_frames_per_episode: int | None = 108_000,
     autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
     num_threads: int = 0,
     thread_affinity_offset: int = -1,
-    **unsupported: Any,
+    **overrides: Any,
 ) -> gym.vector.VectorEnv:
     """``num_envs`` copies of an ALE game in ale-py's ``AtariVectorEnv``, preprocessed like ``make_atari_env``.
 
@@ -83,21 +75,21 @@ def make_atari_vector_env(
             (``"Breakout"``), as for ``make_atari_env``; the id's registered settings (sticky
             actions, frame skip) are overridden by the options, as there.
         num_envs: the number of sub-envs.
-        noop_max, frame_skip, screen_size, grayscale, fire_reset, clip_rewards, frame_stack,
-        repeat_action_probability, full_action_space, max_num_frames_per_episode: as for
-            ``make_atari_env``, with the same defaults (``repeat_action_probability=0.25``, not
-            ale-py's 0.0); ``None`` frames per episode means no limit.
-        life_loss: ``"episodic"`` (default): ``terminated=True`` on every lost life while the
-            game goes on (ale-py's ``life_loss_info=True``); ``"signal"`` and ``"none"``: a
-            life loss changes nothing (``terminated`` only at the end of the game); there is
-            no ``info["life_loss"]``, a decrease of ``info["lives"]`` is a life loss.
+        options: the settings (``AtariOptions()`` if None), as for ``make_atari_env``, with
+            the same defaults (``repeat_action_probability=0.25``, not ale-py's 0.0);
+            ``max_num_frames_per_episode=None`` means no limit. ``life_loss``:
+            ``"episodic"`` (default): ``terminated=True`` on every lost life while the game
+            goes on (ale-py's ``life_loss_info=True``); ``"signal"`` and ``"none"``: a life
+            loss changes nothing (``terminated`` only at the end of the game); there is no
+            ``info["life_loss"]``, a decrease of ``info["lives"]`` is a life loss.
         autoreset_mode: ``NEXT_STEP`` (default, as gymnasium's vector envs) or ``SAME_STEP``;
             ``envs.metadata["autoreset_mode"]`` says which. ``DISABLED`` is not supported.
         num_threads: C++ worker threads (0: one per sub-env, up to the CPU count).
         thread_affinity_offset: pin worker threads to cores from this one on (-1: no pinning).
-        **unsupported: refused with a ``ValueError`` that says what to use instead
-            (``render_mode``, ``mode``, ``difficulty``, ``obs_type``, ``frameskip``,
-            ``batch_size``, ale-py's own names such as ``episodic_life`` or ``stack_num``, ...).
+        **overrides: ``AtariOptions`` fields, replacing those of ``options``. Any other
+            keyword is a ``TypeError``; for those users try (``render_mode``, ``mode``,
+            ``difficulty``, ``obs_type``, ``frameskip``, ``batch_size``, ale-py's own names
+            such as ``episodic_life`` or ``stack_num``, ...) it says what to use instead.
 
     Returns:
         An ``ale_py.vector_env.AtariVectorEnv``: observations ``uint8 (num_envs, 4, 84, 84)``
@@ -139,68 +131,61 @@ def make_atari_vector_env(
         >>> envs.metadata["autoreset_mode"]
         <AutoresetMode.NEXT_STEP: 'NextStep'>
         >>> envs.close()
-    """
-    name = "make_atari_vector_env"
-    for option in unsupported:
-        hint = _REFUSED.get(option, "it is not an option of make_atari_vector_env (see its docstring for the options)")
-        raise ValueError(f"{name}: {option}={unsupported[option]!r} is not supported: {hint}")
-    ale_py = _import_optional("ale_py")
-    vector_env = _import_optional("ale_py.vector_env")
-    gym.register_envs(ale_py)
-    full_id = _resolve_ale_id(env_id, caller=name)
-    game = gym.registry[full_id].kwargs.get("game")
-    if not isinstance(game, str):
-        raise ValueError(f"{name}: {full_id!r} names no ROM (its registered kwargs have no 'game'); expected an ALE game")
 
-    _check_int("num_envs", num_envs, minimum=1)
-    _check_int("noop_max", noop_max, minimum=0)
-    _check_int("frame_skip", frame_skip, minimum=1)
-    _check_int("frame_stack", frame_stack, minimum=1)
-    sizes = screen_size if isinstance(screen_size, tuple) else (screen_size, screen_size)
-    if len(sizes) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
-        raise ValueError(
-            f"{name}: screen_size={screen_size!r}; expected a positive int (a square image) or a (width, height) "
-            "tuple of positive ints"
-        )
-    if life_loss not in LIFE_LOSS_OPTIONS:
-        raise ValueError(f"{name}: life_loss={life_loss!r}; expected one of {LIFE_LOSS_OPTIONS}")
-    if isinstance(repeat_action_probability, bool) or not isinstance(repeat_action_probability, int | float) \
-            or not 0.0 <= repeat_action_probability <= 1.0:
-        raise ValueError(f"{name}: repeat_action_probability={repeat_action_probability!r}; expected a probability in [0, 1]")
-    if max_num_frames_per_episode is None:
-        max_num_frames_per_episode = NO_FRAME_LIMIT
-    _check_int("max_num_frames_per_episode", max_num_frames_per_episode, minimum=1)
+    Change logs:
+     * v0.1.0 - Initially added.
+     * v0.1.0 - Takes one ``AtariOptions`` (the fields are still accepted as keywords); an
+       unknown or refused keyword is a ``TypeError`` (was a ``ValueError``).
+    """
+    caller = "make_atari_vector_env"
+    valid = (*FIELD_NAMES, "autoreset_mode", "num_threads", "thread_affinity_offset")
+    for name in overrides:
+        if name not in FIELD_NAMES:
+            raise unexpected_keyword(caller, name, valid, hint=_REFUSED.get(name))
+    options = resolve_options(caller, options, overrides)
+    check_int(f"{caller}: num_envs", num_envs, minimum=1)
+    check_int(f"{caller}: num_threads", num_threads, minimum=0)
+    check_int(f"{caller}: thread_affinity_offset", thread_affinity_offset, minimum=-1)
     mode = _autoreset_mode(autoreset_mode)
     if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
         raise ValueError(
-            f"{name}: autoreset_mode={autoreset_mode!r}; AtariVectorEnv supports AutoresetMode.NEXT_STEP and "
+            f"{caller}: autoreset_mode={autoreset_mode!r}; AtariVectorEnv supports AutoresetMode.NEXT_STEP and "
             "AutoresetMode.SAME_STEP. For DISABLED, use gymnasium.vector.AsyncVectorEnv of make_atari_env games "
             "with autoreset_mode=AutoresetMode.DISABLED"
         )
+    ale_py = import_optional("ale_py")
+    vector_env = import_optional("ale_py.vector_env")
+    gym.register_envs(ale_py)
+    full_id = resolve_ale_id(env_id, caller)
+    game = gym.registry[full_id].kwargs.get("game")
+    if not isinstance(game, str):
+        raise ValueError(f"{caller}: {full_id!r} names no ROM (its registered kwargs have no 'game'); expected an ALE game")
+    frames = options.max_num_frames_per_episode
+    width, height = options.width_height
 
     envs = vector_env.AtariVectorEnv(
         game,
         num_envs,
         num_threads=num_threads,
         thread_affinity_offset=thread_affinity_offset,
-        max_num_frames_per_episode=max_num_frames_per_episode,
-        repeat_action_probability=float(repeat_action_probability),
-        full_action_space=full_action_space,
+        max_num_frames_per_episode=NO_FRAME_LIMIT if frames is None else int(frames),
+        repeat_action_probability=float(options.repeat_action_probability),
+        full_action_space=bool(options.full_action_space),
         autoreset_mode=mode,
-        img_height=sizes[1],
-        img_width=sizes[0],
-        grayscale=grayscale,
-        stack_num=frame_stack,
-        frameskip=frame_skip,
+        img_height=height,
+        img_width=width,
+        grayscale=bool(options.grayscale),
+        stack_num=int(options.frame_stack),
+        frameskip=int(options.frame_skip),
         maxpool=True,
-        noop_max=noop_max,
+        noop_max=int(options.noop_max),
         # ale-py's episodic_life resets the whole game on each lost life (like Gymnasium's
         # terminal_on_life_loss); life_loss_info ends the episode there and lets the game go on,
         # which is what make_atari_env's "episodic" does.
         episodic_life=False,
-        life_loss_info=life_loss == "episodic",
-        reward_clipping=clip_rewards,
-        use_fire_reset=fire_reset,
+        life_loss_info=options.life_loss == "episodic",
+        reward_clipping=bool(options.clip_rewards),
+        use_fire_reset=bool(options.fire_reset),
     )
     # ale-py 0.12.1 writes autoreset_mode into VectorEnv.metadata, a dict shared by the class and all
     # its instances, so a later env's mode would show up in this one's metadata: give it its own dict.

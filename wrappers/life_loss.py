@@ -54,6 +54,10 @@ class EpisodicLifeEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils
         >>> obs, info = env.reset()  # the game goes on with 4 lives
         >>> info["lives"]
         4
+
+    Change logs:
+     * v0.1.0 - Initially added.
+     * v0.1.0 - A ``mode`` that is not a string is a ``TypeError``, was a ``ValueError``.
     """
 
     def __init__(self, env: gym.Env[ObsType, ActType], mode: LifeLossMode = "episodic") -> None:
@@ -64,6 +68,10 @@ class EpisodicLifeEnv(gym.Wrapper[ObsType, ActType, ObsType, ActType], gym.utils
             mode: ``"episodic"`` ends the episode on a life loss and resets the game only when
                 it is over; ``"signal"`` only reports the life loss in ``info["life_loss"]``.
         """
+        if not isinstance(mode, str):
+            raise TypeError(
+                f"EpisodicLifeEnv: mode={mode!r} is a {type(mode).__name__}; expected one of {LIFE_LOSS_MODES}"
+            )
         if mode not in LIFE_LOSS_MODES:
             raise ValueError(f"EpisodicLifeEnv: mode={mode!r} is not a life-loss mode; expected one of {LIFE_LOSS_MODES}")
         gym.utils.RecordConstructorArgs.__init__(self, mode=mode)

@@ -63,6 +63,11 @@ class FlattenMultiDiscreteAction(
         >>> _ = env.reset(seed=0)
         >>> env.step(4)[4]["action"]
         array([2, 0])
+
+    Change logs:
+     * v0.1.0 - Initially added.
+     * v0.1.0 - Wrong types (an action space that is not ``MultiDiscrete``, a non-integer
+       ``max_actions``, action or index) are a ``TypeError``, were a ``ValueError``.
     """
 
     def __init__(self, env: gym.Env[ObsType, Any], max_actions: int = DEFAULT_MAX_ACTIONS) -> None:
@@ -76,14 +81,19 @@ class FlattenMultiDiscreteAction(
         gym.ActionWrapper.__init__(self, env)
         space = env.action_space
         if not isinstance(space, MultiDiscrete):
-            raise ValueError(
+            raise TypeError(
                 f"FlattenMultiDiscreteAction: the env's action space is {space}; expected a MultiDiscrete space"
             )
         if space.nvec.size == 0:
             raise ValueError(
                 f"FlattenMultiDiscreteAction: {space} has no components; expected at least one component in nvec"
             )
-        if isinstance(max_actions, bool) or not isinstance(max_actions, int | np.integer) or max_actions < 1:
+        if isinstance(max_actions, bool) or not isinstance(max_actions, int | np.integer):
+            raise TypeError(
+                f"FlattenMultiDiscreteAction: max_actions={max_actions!r} is a {type(max_actions).__name__}; "
+                "expected a positive integer"
+            )
+        if max_actions < 1:
             raise ValueError(f"FlattenMultiDiscreteAction: max_actions={max_actions!r}; expected a positive integer")
         # Python ints: the product of a large nvec must not overflow before it is compared.
         n = math.prod(int(k) for k in space.nvec.flat)
@@ -103,17 +113,17 @@ class FlattenMultiDiscreteAction(
     def action(self, action: Any) -> np.ndarray:
         """The ``MultiDiscrete`` action of one flat index (called by ``step``)."""
         if not self.action_space.contains(action):
-            raise ValueError(
-                f"FlattenMultiDiscreteAction: action {action!r} is not in {self.action_space}; "
-                f"expected an integer in [0, {self.action_space.n})"
-            )
+            expected = f"expected an integer in [0, {self.action_space.n})"
+            if np.ndim(action) != 0 or not np.issubdtype(np.asarray(action).dtype, np.integer):
+                raise TypeError(f"FlattenMultiDiscreteAction: action {action!r} is not an integer; {expected}")
+            raise ValueError(f"FlattenMultiDiscreteAction: action {action!r} is not in {self.action_space}; {expected}")
         return self.index_to_action(action)
 
     def index_to_action(self, index: Any) -> np.ndarray:
         """Flat index (or array of them, any shape ``B``) to ``MultiDiscrete`` action(s), shape ``B + nvec.shape``."""
         index = np.asarray(index)
         if not np.issubdtype(index.dtype, np.integer):
-            raise ValueError(f"index_to_action: index dtype {index.dtype}; expected integers")
+            raise TypeError(f"index_to_action: index dtype {index.dtype}; expected integers")
         n = int(self.action_space.n)
         if index.size and (index.min() < 0 or index.max() >= n):
             raise ValueError(
@@ -129,7 +139,7 @@ class FlattenMultiDiscreteAction(
         space = self.multi_discrete_space
         action = np.asarray(action)
         if not np.issubdtype(action.dtype, np.integer):
-            raise ValueError(f"action_to_index: action dtype {action.dtype}; expected integers")
+            raise TypeError(f"action_to_index: action dtype {action.dtype}; expected integers")
         batch_ndim = action.ndim - space.nvec.ndim
         if batch_ndim < 0 or action.shape[batch_ndim:] != space.nvec.shape:
             raise ValueError(
