@@ -9,7 +9,7 @@ The agent's replay is filled with ``--fill`` random steps of the wrapped game, s
 frame-deduplicated buffer with real frames. Calls are timed one by one and interleaved (one
 of each, in turn), so load from other processes hits all sides alike; medians are quoted.
 
-* update: ``agent._gradient_step()`` (sample 64 stacks from the replay, rebuild them, copy to
+* update: ``agent.learner.gradient_step()`` (sample 64 stacks from the replay, rebuild them, copy to
   torch, soft target, twin forward/backward, clip, Adam, temperature, Polyak) against the same
   twin-network forward/backward written in plain torch on one fixed batch that is already a
   float tensor ("bare"), on copies of the agent's networks: the same weights and the same
@@ -109,7 +109,7 @@ def main() -> None:
     naive_obs = np.stack([s[0] for s in stacks])
     naive_next = np.stack([s[1] for s in stacks])
     for _ in range(3):
-        agent._gradient_step()  # warm-up: Adam state exists, allocator is warm
+        agent.learner.gradient_step()  # warm-up: Adam state exists, allocator is warm
 
     cl, nchw = BareTwin(agent, torch.channels_last), BareTwin(agent, torch.contiguous_format)
     b = agent.replay.sample(cfg.batch_size)
@@ -121,7 +121,7 @@ def main() -> None:
     batch_cl, batch_nchw = fixed(cl), fixed(nchw)
     results: dict[str, Any] = {}
     results["update"] = summarize(interleave(a.reps, {
-        "agent._gradient_step": agent._gradient_step,
+        "agent.learner.gradient_step": agent.learner.gradient_step,
         "bare (channels-last)": lambda: cl.step(*batch_cl),
         "bare NCHW": lambda: nchw.step(*batch_nchw)}, warmup=3))
 
@@ -147,12 +147,12 @@ def main() -> None:
         return round(results[part][num]["median_us"] / results[part][den]["median_us"], 3)
 
     ratios = {
-        "update: agent/bare": ratio("update", "agent._gradient_step", "bare (channels-last)"),
+        "update: agent/bare": ratio("update", "agent.learner.gradient_step", "bare (channels-last)"),
         "update: bare NCHW/bare channels-last": ratio("update", "bare NCHW", "bare (channels-last)"),
-        "update: agent/bare NCHW": ratio("update", "agent._gradient_step", "bare NCHW"),
+        "update: agent/bare NCHW": ratio("update", "agent.learner.gradient_step", "bare NCHW"),
         "sampling: frame replay/naive": ratio("sampling", "frame replay sample(64)", "naive stacked array, 64"),
         "sampling: share of agent update": round(results["sampling"]["frame replay sample(64)"]["median_us"]
-                                                 / results["update"]["agent._gradient_step"]["median_us"], 4),
+                                                 / results["update"]["agent.learner.gradient_step"]["median_us"], 4),
         "act_single: agent/bare": ratio("act_single", "agent.act", "bare act"),
         "act_single: agent/nets only": ratio("act_single", "agent.act", "nets only"),
         "act_batch8: agent/bare": ratio("act_batch8", "agent.act", "bare act"),

@@ -264,7 +264,7 @@ def main() -> None:
     fixed = bare.batch()
 
     def one_due() -> None:
-        if agent._updates_due() == 0:
+        if agent.learner.updates_due() == 0:
             agent.env_steps += 1  # agent.learn() then finds exactly one gradient step due
 
     def flushed(fn: Callable[[], Any]) -> None:
@@ -276,7 +276,7 @@ def main() -> None:
 
     learn_reps = max(a.reps // 3, 50)
     results["learn"] = summarize(interleave(learn_reps, {
-        "agent.learn": agent.learn, "agent._gradient_step": agent._gradient_step,
+        "agent.learn": agent.learn, "agent.learner.gradient_step": agent.learner.gradient_step,
         "bare gradient step": bare.gradient_step, "bare, flush denormals": lambda: flushed(bare_ftz.gradient_step),
         "nets only": lambda: bare.nets_only_step(fixed)},
         before=one_due))
@@ -338,7 +338,7 @@ def main() -> None:
         "observe: agent/bare": ratio("observe", "agent.observe", "bare observe"),
         "observe: agent/env.step": round(results["observe"]["agent.observe"]["median_us"] / env_us, 2),
         "learn: agent.learn/bare": ratio("learn", "agent.learn", "bare gradient step"),
-        "learn: _gradient_step/bare": ratio("learn", "agent._gradient_step", "bare gradient step"),
+        "learn: learner.gradient_step/bare": ratio("learn", "agent.learner.gradient_step", "bare gradient step"),
         "learn: agent.learn/nets only": ratio("learn", "agent.learn", "nets only"),
         "learn: agent.learn/env.step": round(results["learn"]["agent.learn"]["median_us"] / env_us, 1),
         "learn: bare/bare with flush denormals": ratio("learn", "bare gradient step", "bare, flush denormals"),

@@ -18,8 +18,13 @@ point; only then are the previous save's files deleted (only files with this mod
 A crash or SIGKILL at any moment leaves a manifest that names complete files. Each file's
 SHA-256 is in the manifest, and the manifest carries the SHA-256 of its own content, so
 truncated or altered files are refused with a message instead of a stack trace from deep
-inside a parser. Loading then checks every name, shape, dtype and value range it reads
-against the agent it builds. See docs/checkpoints.md.
+inside a parser. See docs/checkpoints.md.
+
+What is where: this module writes and reads tensor groups plus a manifest, and lays an
+agent's state out on them (format 1: ``pack_agent`` / ``unpack_agent``). It imports nothing
+from the agent: ``SQNAgent.state_dict()`` gathers the state of its parts (learner, actor,
+transition intake), and each part checks every name, shape, dtype and value range of what
+it loads (with the helpers at the end of this module) before it changes anything.
 """
 
 from __future__ import annotations
@@ -30,19 +35,13 @@ import math
 import os
 import re
 import uuid
-import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import safetensors.torch
 import torch
-
-from sqn_agents.config import SQNConfig
-from sqn_agents.spaces import describe_space, space_from_description
-
-if TYPE_CHECKING:
-    from sqn_agents.agent import SQNAgent
 
 FORMAT = "sqn-agents-checkpoint"
 FORMAT_VERSION = 1
@@ -180,15 +179,131 @@ def read_checkpoint(directory: str | Path, skip: tuple[str, ...] = ()) -> tuple[
     return manifest, groups
 
 
-# ---------------------------------------------------------------------- the agent
-def _optimizer_tensors(prefix: str, optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list]:
-    state = optimizer.state_dict()
-    tensors = {
-        f"{prefix}.{pid}.{key}": torch.as_tensor(value)
+# ---------------------------------------------------------------------- format 1: the agent's parts on disk
+def _optimizer_tensors(name: str, state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """An optimizer's ``state_dict()`` moments as ``<name>.<param index>.<key>`` tensors."""
+    return {
+        f"{name}.{pid}.{key}": torch.as_tensor(value)
         for pid, entries in state["state"].items()
         for key, value in entries.items()
     }
-    return tensors, state["param_groups"]
+
+
+def _optimizer_state(name: str, tensors: Mapping[str, torch.Tensor], param_groups: Any) -> dict[str, Any]:
+    """The inverse of ``_optimizer_tensors``: an optimizer ``state_dict()`` (checked later, by ``checked_optimizer_state``)."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for tensor_name, value in tensors.items():
+        if not tensor_name.startswith(name + "."):
+            continue
+        pid, _, key = tensor_name[len(name) + 1 :].partition(".")
+        if not pid.isdigit() or not key:
+            raise CheckpointError(f"unexpected optimizer tensor '{tensor_name}'")
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": param_groups}
+
+
+def pack_agent(description: Mapping[str, Any], state: Mapping[str, Any], include_replay: bool) -> tuple[dict, dict]:
+    """Lay an agent out as format 1: ``(manifest fields, tensor groups)`` for ``write_checkpoint``.
+
+    ``description`` says how to rebuild the agent (config, spaces and bounds, network, autoreset
+    mode); ``state`` is ``SQNAgent.state_dict()``: ``{"learner": ..., "actor": ..., "intake": ...}``.
+    docs/checkpoints.md lists every file, tensor and field.
+    """
+    learner, actor, intake = state["learner"], state["actor"], state["intake"]
+    model = {f"q_nets.{k}": v for k, v in learner["q_nets"].items()}
+    model.update({f"target_nets.{k}": v for k, v in learner["target_nets"].items()})
+    model["log_alpha"] = learner["log_alpha"]
+    model["observation_space.low"] = torch.from_numpy(np.asarray(description["observation_low"]))
+    model["observation_space.high"] = torch.from_numpy(np.asarray(description["observation_high"]))
+    tensors = {
+        **_optimizer_tensors("q_optimizer", learner["q_optimizer"]),
+        **_optimizer_tensors("alpha_optimizer", learner["alpha_optimizer"]),
+        "torch_generator": actor["generator"],
+    }
+    groups = {"model": model, "state": tensors}
+    if include_replay:
+        # reshape: np.ascontiguousarray turns 0-d arrays (the ring position) into shape (1,)
+        groups["replay"] = {
+            k: torch.from_numpy(np.ascontiguousarray(v).reshape(np.shape(v))) for k, v in learner["replay"].items()
+        }
+    manifest = {
+        **{k: v for k, v in description.items() if k not in ("observation_low", "observation_high")},
+        "counters": learner["counters"],
+        "prev_done": intake["prev_done"],
+        "replay_rng": learner["replay_rng"],
+        "generator_device": actor["generator_device"],
+        "optimizer_param_groups": {
+            "q_optimizer": learner["q_optimizer"]["param_groups"],
+            "alpha_optimizer": learner["alpha_optimizer"]["param_groups"],
+        },
+        "torch_version": torch.__version__,
+    }
+    return manifest, groups
+
+
+def unpack_agent(manifest: Mapping[str, Any], groups: Mapping[str, Mapping[str, torch.Tensor]]) -> tuple[dict, dict]:
+    """The inverse of ``pack_agent``: ``(description, state)`` from what ``read_checkpoint`` returned.
+
+    Checks only that the pieces are there; the agent's parts check their values when they load them.
+    """
+    model, tensors = groups.get("model"), groups.get("state")
+    if model is None or tensors is None:
+        raise CheckpointError("the checkpoint lacks its model or state file entry")
+    for name in ("observation_space.low", "observation_space.high", "log_alpha"):
+        if name not in model:
+            raise CheckpointError(f"the model file lacks tensor '{name}'")
+    if "torch_generator" not in tensors:
+        raise CheckpointError("the state file lacks tensor 'torch_generator'")
+    param_groups = manifest.get("optimizer_param_groups")
+    if not isinstance(param_groups, dict):
+        raise CheckpointError("the checkpoint lacks 'optimizer_param_groups'")
+    description = {
+        "config": manifest.get("config"),
+        "observation_space": manifest.get("observation_space"),
+        "action_space": manifest.get("action_space"),
+        "network": manifest.get("network"),
+        "autoreset_mode": manifest.get("autoreset_mode", "next_step"),
+        "observation_low": model["observation_space.low"].numpy(),
+        "observation_high": model["observation_space.high"].numpy(),
+    }
+    learner = {
+        "counters": manifest.get("counters"),
+        "q_nets": {k[len("q_nets.") :]: v for k, v in model.items() if k.startswith("q_nets.")},
+        "target_nets": {k[len("target_nets.") :]: v for k, v in model.items() if k.startswith("target_nets.")},
+        "log_alpha": model["log_alpha"],
+        "q_optimizer": _optimizer_state("q_optimizer", tensors, param_groups.get("q_optimizer")),
+        "alpha_optimizer": _optimizer_state("alpha_optimizer", tensors, param_groups.get("alpha_optimizer")),
+        "replay_rng": manifest.get("replay_rng"),
+    }
+    if "replay" in groups:
+        learner["replay"] = {k: v.numpy() for k, v in groups["replay"].items()}
+    actor = {"generator": tensors["torch_generator"], "generator_device": manifest.get("generator_device")}
+    intake = {"prev_done": manifest.get("prev_done")}
+    return description, {"learner": learner, "actor": actor, "intake": intake}
+
+
+# ---------------------------------------------------------------------- checks for untrusted state
+def check_tensors(what: str, expected_state: Mapping[str, torch.Tensor], saved: Mapping[str, torch.Tensor]) -> None:
+    """Names, shapes, dtypes and finiteness of saved tensors against the ones a module expects."""
+    missing = sorted(set(expected_state) - set(saved))
+    if missing:
+        raise CheckpointError(f"{what} lacks tensors {missing[:5]}; was it saved with a different network?")
+    unexpected = sorted(set(saved) - set(expected_state))
+    if unexpected:
+        raise CheckpointError(f"{what} has unexpected tensors {unexpected[:5]}; was it saved with a different network?")
+    for name, expected in expected_state.items():
+        value = saved[name]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{what} entry '{name}' is a {type(value).__name__}, expected a tensor")
+        if value.shape != expected.shape:
+            raise CheckpointError(
+                f"{what} tensor '{name}' has shape {tuple(value.shape)}, the network expects "
+                f"{tuple(expected.shape)}; was it saved with a different network or config?"
+            )
+        if value.dtype != expected.dtype:
+            raise CheckpointError(f"{what} tensor '{name}' has dtype {value.dtype}, expected {expected.dtype}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{what} tensor '{name}' contains NaN or infinity")
 
 
 def _same_kind(reference: Any, value: Any) -> bool:
@@ -200,259 +315,63 @@ def _same_kind(reference: Any, value: Any) -> bool:
     if reference is None:
         return value is None or isinstance(value, bool)
     if isinstance(reference, (list, tuple)):
-        return isinstance(value, list) and len(value) == len(reference) and all(map(_same_kind, reference, value))
+        return isinstance(value, (list, tuple)) and len(value) == len(reference) and all(map(_same_kind, reference, value))
     if isinstance(reference, str):
         return isinstance(value, str)
     return value == reference
 
 
-def _load_optimizer(
-    optimizer: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], saved_groups: Any, where: str
-) -> None:
-    """Load an optimizer's state after checking it against the optimizer (never torch's own errors)."""
+def checked_optimizer_state(optimizer: torch.optim.Optimizer, name: str, saved: Any) -> dict[str, Any]:
+    """A saved ``optimizer.state_dict()`` checked against ``optimizer``, ready for its ``load_state_dict``.
+
+    Settings this version of torch does not have are dropped, missing ones take the running
+    torch's defaults; moments must match their parameters' shapes and be finite (and
+    non-negative where Adam takes their square root). Never torch's own errors.
+    """
+    saved_groups = saved.get("param_groups") if isinstance(saved, Mapping) else None
     fresh_groups = optimizer.state_dict()["param_groups"]
     if not isinstance(saved_groups, list) or len(saved_groups) != len(fresh_groups):
-        raise CheckpointError(f"{where}: {prefix} has parameter groups {saved_groups!r:.200}, expected {len(fresh_groups)}")
+        raise CheckpointError(f"{name} has parameter groups {saved_groups!r:.200}, expected {len(fresh_groups)}")
     groups = []
-    for fresh, saved in zip(fresh_groups, saved_groups, strict=True):
-        if not isinstance(saved, dict) or saved.get("params") != fresh["params"]:
-            raise CheckpointError(f"{where}: {prefix} parameter group {saved!r:.200} does not match the network's parameters")
+    for fresh, saved_group in zip(fresh_groups, saved_groups, strict=True):
+        if not isinstance(saved_group, dict) or saved_group.get("params") != fresh["params"]:
+            raise CheckpointError(f"{name} parameter group {saved_group!r:.200} does not match the network's parameters")
         group = dict(fresh)
-        for key, value in saved.items():
+        for key, value in saved_group.items():
             if key == "params" or key not in fresh:  # a setting this version of torch does not have
                 continue
             if not _same_kind(fresh[key], value):
-                raise CheckpointError(f"{where}: {prefix} setting '{key}' is {value!r}, expected a value like {fresh[key]!r}")
+                raise CheckpointError(f"{name} setting '{key}' is {value!r}, expected a value like {fresh[key]!r}")
             group[key] = tuple(value) if isinstance(fresh[key], tuple) else value
         groups.append(group)
 
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    saved_state = saved.get("state")
+    if not isinstance(saved_state, Mapping):
+        raise CheckpointError(f"{name} has no 'state' table of moments")
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if not name.startswith(prefix + "."):
-            continue
-        pid, _, key = name[len(prefix) + 1 :].partition(".")
-        if not pid.isdigit() or int(pid) >= len(params) or not key:
-            raise CheckpointError(f"{where}: unexpected optimizer tensor '{name}'")
-        param = params[int(pid)]
-        expected = () if key == "step" else tuple(param.shape)
-        if tuple(value.shape) != expected:
-            raise CheckpointError(
-                f"{where}: optimizer tensor '{name}' has shape {tuple(value.shape)}, expected {expected}; "
-                "was it saved with a different network or config?"
-            )
-        if not value.is_floating_point() or not torch.isfinite(value).all():
-            raise CheckpointError(f"{where}: optimizer tensor '{name}' is not a finite floating-point tensor")
-        if key in ("step", "exp_avg_sq", "max_exp_avg_sq") and (value < 0).any():  # sqrt(v) of Adam: NaN
-            raise CheckpointError(f"{where}: optimizer tensor '{name}' holds negative values")
-        state.setdefault(int(pid), {})[key] = value
+    for pid, entries in saved_state.items():
+        for key, value in entries.items():
+            tensor_name = f"{name}.{pid}.{key}"
+            if type(pid) is not int or not 0 <= pid < len(params):
+                raise CheckpointError(f"unexpected optimizer tensor '{tensor_name}'")
+            expected = () if key == "step" else tuple(params[pid].shape)
+            if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected:
+                shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+                raise CheckpointError(
+                    f"optimizer tensor '{tensor_name}' has shape {shape}, expected {expected}; "
+                    "was it saved with a different network or config?"
+                )
+            if not value.is_floating_point() or not torch.isfinite(value).all():
+                raise CheckpointError(f"optimizer tensor '{tensor_name}' is not a finite floating-point tensor")
+            if key in ("step", "exp_avg_sq", "max_exp_avg_sq") and (value < 0).any():  # sqrt(v) of Adam: NaN
+                raise CheckpointError(f"optimizer tensor '{tensor_name}' holds negative values")
+            state.setdefault(pid, {})[key] = value.detach().clone()  # never alias the state it was given
     if isinstance(optimizer, torch.optim.Adam):
         required = {"step", "exp_avg", "exp_avg_sq"} | ({"max_exp_avg_sq"} if groups[0].get("amsgrad") else set())
         for pid, entries in state.items():
             if set(entries) != required:
                 raise CheckpointError(
-                    f"{where}: optimizer state of {prefix} parameter {pid} has {sorted(entries)}, expected {sorted(required)}"
+                    f"optimizer state of {name} parameter {pid} has {sorted(entries)}, expected {sorted(required)}"
                 )
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-
-
-def save_agent(agent: SQNAgent, path: str | Path, include_replay: bool = False) -> Path:
-    """Pack an agent into tensor groups and a manifest, and write them atomically."""
-    model = {f"q_nets.{k}": v for k, v in agent.q_nets.state_dict().items()}
-    model.update({f"target_nets.{k}": v for k, v in agent.target_nets.state_dict().items()})
-    model["log_alpha"] = agent.log_alpha
-    model["observation_space.low"] = torch.from_numpy(np.asarray(agent.observation_space.low))
-    model["observation_space.high"] = torch.from_numpy(np.asarray(agent.observation_space.high))
-    q_opt, q_groups = _optimizer_tensors("q_optimizer", agent.q_optimizer)
-    a_opt, a_groups = _optimizer_tensors("alpha_optimizer", agent.alpha_optimizer)
-    state = {**q_opt, **a_opt, "torch_generator": agent.generator.get_state()}
-    groups = {"model": model, "state": state}
-    if include_replay:
-        # reshape: np.ascontiguousarray turns 0-d arrays (the ring position) into shape (1,)
-        groups["replay"] = {
-            k: torch.from_numpy(np.ascontiguousarray(v).reshape(np.shape(v))) for k, v in agent.replay.state_dict().items()
-        }
-    manifest = {
-        "config": agent.config.to_dict(),
-        "observation_space": describe_space(agent.observation_space),
-        "action_space": describe_space(agent.action_space),
-        "network": "builtin" if agent.network_factory is None else "custom",
-        "autoreset_mode": agent.autoreset_mode,
-        "counters": {
-            "env_steps": agent.env_steps,
-            "updates": agent.updates,
-            "gradient_steps": agent.gradient_steps,
-            "skipped_updates": agent.skipped_updates,
-        },
-        "prev_done": None if agent._prev_done is None else agent._prev_done.tolist(),
-        "replay_rng": agent.replay.rng.bit_generator.state,
-        "generator_device": agent.generator.device.type,
-        "optimizer_param_groups": {"q_optimizer": q_groups, "alpha_optimizer": a_groups},
-        "torch_version": torch.__version__,
-    }
-    return write_checkpoint(path, manifest, groups)
-
-
-def _check_tensors(where: str, expected_state: dict[str, torch.Tensor], saved: dict[str, torch.Tensor]) -> None:
-    """Names, shapes, dtypes and finiteness of saved tensors against the ones a module expects."""
-    missing = sorted(set(expected_state) - set(saved))
-    if missing:
-        raise CheckpointError(f"{where} lacks tensors {missing[:5]}; was it saved with a different network?")
-    unexpected = sorted(set(saved) - set(expected_state))
-    if unexpected:
-        raise CheckpointError(f"{where} has unexpected tensors {unexpected[:5]}; was it saved with a different network?")
-    for name, expected in expected_state.items():
-        if saved[name].shape != expected.shape:
-            raise CheckpointError(
-                f"{where} tensor '{name}' has shape {tuple(saved[name].shape)}, the network expects "
-                f"{tuple(expected.shape)}; was it saved with a different network or config?"
-            )
-        if saved[name].dtype != expected.dtype:
-            raise CheckpointError(f"{where} tensor '{name}' has dtype {saved[name].dtype}, expected {expected.dtype}")
-        if saved[name].is_floating_point() and not torch.isfinite(saved[name]).all():
-            raise CheckpointError(f"{where} tensor '{name}' contains NaN or infinity")
-
-
-def _check_replay(where: str, agent: SQNAgent, saved: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Replay arrays checked against the agent's (empty) buffer: names, dtypes, item shapes, index ranges."""
-    from sqn_agents.replay import ReplayBuffer
-
-    arrays = {k: v.numpy() for k, v in saved.items()}
-    reference = {k: np.asarray(v) for k, v in agent.replay.state_dict().items()}
-    missing = sorted(set(reference) - set(arrays))
-    if missing:
-        raise CheckpointError(f"{where} lacks replay arrays {missing}")
-    for name, ref in reference.items():
-        arr = arrays[name]
-        if arr.dtype != ref.dtype or arr.ndim != ref.ndim or arr.shape[1:] != ref.shape[1:]:
-            shape = "a scalar" if ref.ndim == 0 else f"shape (n, {', '.join(map(str, ref.shape[1:]))})"
-            raise CheckpointError(
-                f"{where} replay array '{name}' has shape {arr.shape} and dtype {arr.dtype}, "
-                f"expected {shape} of dtype {ref.dtype}"
-            )
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise CheckpointError(f"{where} replay array '{name}' contains NaN or infinity")
-        if name in ("terminated", "truncated") and not ((arr == 0) | (arr == 1)).all():
-            raise CheckpointError(f"{where} replay array '{name}' holds values other than 0 and 1")
-    actions = arrays.get("actions")
-    if actions is not None and actions.ndim == 2 and actions.size and (
-        (actions < 0).any() or (actions >= agent.codec.sizes).any()
-    ):
-        raise CheckpointError(f"{where} replay holds action indices outside the action space {agent.action_space}")
-    if type(agent.replay) is ReplayBuffer:  # other buffers check their own layout in load_state_dict
-        capacity = agent.replay.capacity
-        if not 0 <= int(arrays["pos"]) < capacity:
-            raise CheckpointError(f"{where} replay position {int(arrays['pos'])} is outside the buffer of capacity {capacity}")
-        lengths = {name: len(arrays[name]) for name in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")}
-        n = lengths["rewards"]
-        if len(set(lengths.values())) != 1 or n > capacity or (n < capacity and int(arrays["pos"]) != n):
-            raise CheckpointError(
-                f"{where} replay arrays are inconsistent: lengths {lengths}, position {int(arrays['pos'])}, capacity {capacity}"
-            )
-    return arrays
-
-
-def _counter(counters: Any, name: str, where: str) -> int:
-    value = counters.get(name) if isinstance(counters, dict) else None
-    if type(value) is not int or value < 0:
-        raise CheckpointError(f"{where}: counter '{name}' is {value!r}, expected an integer >= 0")
-    return value
-
-
-def load_agent(
-    path: str | Path,
-    device: str | torch.device = "auto",
-    network_factory: Any = None,
-    observation_space: Any = None,
-    action_space: Any = None,
-) -> SQNAgent:
-    """Rebuild an agent from a checkpoint directory, checking everything it reads.
-
-    Every problem is a ``CheckpointError`` that names the file or field.
-    """
-    from sqn_agents.agent import SQNAgent
-
-    manifest, groups = read_checkpoint(path)
-    where = str(path)
-    model, state = groups.get("model"), groups.get("state")
-    if model is None or state is None:
-        raise CheckpointError(f"checkpoint at {path} lacks its model or state file entry")
-    for name in ("observation_space.low", "observation_space.high", "log_alpha"):
-        if name not in model:
-            raise CheckpointError(f"checkpoint at {path}: the model file lacks tensor '{name}'")
-    try:
-        config = SQNConfig.from_dict(manifest["config"])
-        obs_space = space_from_description(
-            manifest["observation_space"], model["observation_space.low"].numpy(), model["observation_space.high"].numpy()
-        )
-        act_space = space_from_description(manifest["action_space"])
-    except (KeyError, ValueError, TypeError, AttributeError, AssertionError) as e:
-        raise CheckpointError(f"checkpoint at {path} has an invalid config or space description: {e!r}") from None
-    for given, saved, name in ((observation_space, obs_space, "observation"), (action_space, act_space, "action")):
-        if given is None:
-            continue
-        try:
-            given_desc = describe_space(given)
-        except ValueError:
-            given_desc = repr(given)
-        if given_desc != describe_space(saved):
-            raise CheckpointError(
-                f"checkpoint at {path} was made for {name} space {describe_space(saved)}, but the env has {given_desc}"
-            )
-    if manifest.get("network") == "custom" and network_factory is None:
-        raise CheckpointError(
-            f"checkpoint at {path} was saved from an agent with a custom network_factory; pass the same factory to load()"
-        )
-
-    try:
-        agent = SQNAgent(obs_space, act_space, config, device=device, network_factory=network_factory,
-                         autoreset_mode=manifest.get("autoreset_mode", "next_step"))
-    except ValueError as e:
-        raise CheckpointError(f"checkpoint at {path} describes an agent that cannot be built: {e}") from None
-    for prefix, module in (("q_nets", agent.q_nets), ("target_nets", agent.target_nets)):
-        saved = {k[len(prefix) + 1 :]: v for k, v in model.items() if k.startswith(prefix + ".")}
-        _check_tensors(f"{path} ({prefix})", module.state_dict(), saved)
-        module.load_state_dict(saved)
-    _check_tensors(f"{path} (temperature)", {"log_alpha": agent.log_alpha.detach()}, {"log_alpha": model["log_alpha"]})
-    with torch.no_grad():
-        agent.log_alpha.copy_(model["log_alpha"])
-
-    param_groups = manifest.get("optimizer_param_groups")
-    if not isinstance(param_groups, dict):
-        raise CheckpointError(f"checkpoint at {path} lacks 'optimizer_param_groups'")
-    _load_optimizer(agent.q_optimizer, "q_optimizer", state, param_groups.get("q_optimizer"), where)
-    _load_optimizer(agent.alpha_optimizer, "alpha_optimizer", state, param_groups.get("alpha_optimizer"), where)
-
-    counters = manifest.get("counters")
-    values = {name: _counter(counters, name, where) for name in ("env_steps", "updates", "gradient_steps", "skipped_updates")}
-    prev_done = manifest.get("prev_done")
-    if prev_done is not None and not (isinstance(prev_done, list) and all(isinstance(x, bool) for x in prev_done)):
-        raise CheckpointError(f"{where}: 'prev_done' is {prev_done!r:.200}, expected a list of bools or null")
-    replay = _check_replay(where, agent, groups["replay"]) if "replay" in groups else None
-    generator_state = state.get("torch_generator")
-    if generator_state is None:
-        raise CheckpointError(f"checkpoint at {path}: the state file lacks tensor 'torch_generator'")
-
-    try:
-        if manifest.get("generator_device", agent.generator.device.type) == agent.generator.device.type:
-            agent.generator.set_state(generator_state)
-        else:  # a CPU and a CUDA generator have different states: sampling continues, but not bit-exactly
-            seed = int.from_bytes(hashlib.sha256(generator_state.numpy().tobytes()).digest()[:8], "little")
-            agent.generator.manual_seed(seed)
-            warnings.warn(
-                f"{path} was saved with a {manifest['generator_device']} action-sampling generator and is loaded on "
-                f"{agent.generator.device.type}; its state cannot move across devices, so it was reseeded from it "
-                "(actions after the resume are not bit-identical to an uninterrupted run)",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        agent.replay.rng.bit_generator.state = manifest["replay_rng"]
-        if replay is not None:
-            agent.replay.load_state_dict(replay)
-    except (KeyError, IndexError, ValueError, TypeError, RuntimeError) as e:
-        raise CheckpointError(f"checkpoint at {path} has an inconsistent RNG or replay state: {e!r}") from None
-    agent.env_steps, agent.updates = values["env_steps"], values["updates"]
-    agent.gradient_steps, agent.skipped_updates = values["gradient_steps"], values["skipped_updates"]
-    if prev_done is not None:
-        agent._prev_done = np.array(prev_done, dtype=bool)
-    return agent
+    return {"state": state, "param_groups": groups}

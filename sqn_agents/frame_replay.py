@@ -63,6 +63,7 @@ import warnings
 
 import numpy as np
 
+from sqn_agents.layout import observation_layout
 from sqn_agents.replay import Batch, check_links, n_step_returns
 
 # Rows handled per vectorised step of ``add``: bounds the temporaries of the pixel comparisons
@@ -79,20 +80,9 @@ _LINK_NAMES = ("succ", "stream_rows")
 
 
 def is_frame_stack_space(obs_shape: tuple[int, ...], obs_dtype: np.dtype | type) -> bool:
-    """Whether observations look like channels-first uint8 frame stacks such as ``(4, 84, 84)``.
-
-    The agent uses it to pick ``FrameStackReplayBuffer`` by itself. It is a shape test: a stack
-    axis of 2 to 16 frames, first, and smaller than both image sides, so channels-last images
-    such as MinAtar's ``(10, 10, C)`` are refused. Correctness never depends on it (the buffer
-    compares pixels); only memory does.
-    """
-    shape = tuple(int(s) for s in obs_shape)
-    return (
-        np.dtype(obs_dtype) == np.uint8
-        and len(shape) == 3
-        and 2 <= shape[0] <= 16
-        and shape[0] < min(shape[1], shape[2])
-    )
+    """Whether observations look like channels-first uint8 frame stacks such as ``(4, 84, 84)``
+    (``layout.observation_layout`` decides; correctness never depends on it, only memory does)."""
+    return observation_layout(obs_shape, obs_dtype).frame_stack
 
 
 class FrameStackCapacityWarning(UserWarning):

@@ -18,7 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from sqn_agents.layout import observation_layout
+
 NetworkFactory = Callable[[gym.spaces.Space, int], nn.Module]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' picks CUDA when it is available, else the CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
 
 
 def _to_float(obs: torch.Tensor) -> torch.Tensor:
@@ -109,21 +118,8 @@ class QNetwork(nn.Module):
 
 
 def image_layout(shape: tuple[int, ...]) -> str | None:
-    """'channels_first', 'channels_last' or None (not an image) for an observation shape.
-
-    A 3-D shape is an image. Images are square, so the two equal axes are height and width:
-    (4, 84, 84) frame stacks are channels-first and MinAtar's (10, 10, C) boards channels-last,
-    including Seaquest's (10, 10, 10), where every axis is equal and the MinAtar/Gymnasium
-    convention (channels last) decides. Non-square images: the channel axis is the smaller end.
-    A ``network_factory`` overrides this guess.
-    """
-    if len(shape) != 3:
-        return None
-    if shape[0] == shape[1]:
-        return "channels_last"
-    if shape[1] == shape[2]:
-        return "channels_first"
-    return "channels_last" if shape[-1] < shape[0] else "channels_first"
+    """'channels_first', 'channels_last' or None (not an image): ``layout.observation_layout``'s answer."""
+    return observation_layout(shape, np.float32).image
 
 
 def build_q_network(
@@ -138,7 +134,7 @@ def build_q_network(
     shape = tuple(observation_space.shape)
     if network_factory is not None:
         return QNetwork(network_factory(observation_space, out), action_dims, num_actions)
-    layout = image_layout(shape)
+    layout = observation_layout(shape, observation_space.dtype).image
     if layout is None:
         return QNetwork(MLP(int(np.prod(shape)), hidden_sizes, out), action_dims, num_actions)
     chw = shape if layout == "channels_first" else (shape[2], shape[0], shape[1])

@@ -20,7 +20,7 @@ datasets, not for a ring that is written one transition at a time and sampled in
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -118,6 +118,42 @@ class StreamTails:
         if ids.shape != rows.shape or (np.diff(ids) <= 0).any():
             raise ValueError("replay state 'stream_ids'/'stream_rows' must be equally long, with sorted unique ids")
         self.ids, self.rows = ids, rows
+
+
+@runtime_checkable
+class Replay(Protocol):
+    """What the learner needs of a replay buffer; ``ReplayBuffer`` and ``FrameStackReplayBuffer`` both are one.
+
+    ``state_dict`` returns plain numpy arrays (0-d for counters) that describe the buffer fully,
+    and ``load_state_dict`` checks such arrays against the buffer's own layout (raising
+    ``ValueError`` before it changes anything), so a checkpoint needs to know nothing about the
+    buffer's kind. ``rng`` draws the samples; it is saved apart from the contents so that a
+    checkpoint without the replay still resumes the sampler's stream.
+    """
+
+    rng: np.random.Generator
+
+    def __len__(self) -> int: ...
+
+    @property
+    def nbytes(self) -> int: ...
+
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_ids: np.ndarray | None = None,
+    ) -> None: ...
+
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99) -> Batch: ...
+
+    def state_dict(self) -> dict[str, np.ndarray]: ...
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None: ...
 
 
 class ReplayBuffer:
@@ -276,15 +312,20 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore a ``state_dict``; everything is checked before anything is written."""
+        names = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
         n = len(state["rewards"])
+        pos = int(state["pos"])
+        if not 0 <= pos < self.capacity:
+            raise ValueError(f"replay position {pos} is outside the buffer of capacity {self.capacity}")
+        lengths = {name: len(state[name]) for name in names}
+        if len(set(lengths.values())) != 1 or (n < self.capacity and pos != n):
+            raise ValueError(f"replay arrays are inconsistent: lengths {lengths}, position {pos}, capacity {self.capacity}")
         if n > self.capacity:
             raise ValueError(f"replay state holds {n} transitions but capacity is {self.capacity}")
-        names = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
         for name in names:
             expected = getattr(self, name).shape[1:]
             if state[name].shape[1:] != expected:
                 raise ValueError(f"replay state '{name}' has per-item shape {state[name].shape[1:]}, expected {expected}")
-        pos = int(state["pos"])
         # n-step links; a state saved before they existed loads with none (one-step returns)
         added = int(state["added"]) if "added" in state else (pos if n < self.capacity else pos + n)
         if added % self.capacity != pos or added < n:

@@ -1,0 +1,325 @@
+"""The actor side: the acting policy, and the intake that turns env steps into stored transitions.
+
+In the spirit of Acme's Actor, nothing here trains anything:
+
+* ``Actor`` acts from twin Q networks and a temperature it is given: shared with a
+  ``Learner`` (``SQNAgent`` does this, so acting always sees the latest weights), or
+  built from weights alone (``Actor.from_weights``), e.g. in an env worker that receives
+  the learner's ``policy_weights()`` now and then.
+* ``TransitionIntake`` checks what ``observe`` is given, handles a vector env's autoreset,
+  and writes the transitions into a sink: anything with the replay's ``add`` signature
+  (a ``Learner``, a replay buffer, or a list that is shipped to a learner elsewhere).
+
+Single and batched use are told apart by shape: an observation of the space's shape is
+one step of one env; ``(B, *shape)`` is one step of a vector env with ``B`` sub-envs.
+
+Vector envs and autoreset. Gymnasium 1.x vector envs reset a finished sub-env on their
+own, in one of two ways (``envs.metadata["autoreset_mode"]``):
+
+* ``NEXT_STEP`` (the default): the step after a done returns the reset observation, a
+  zero reward and ignores the action. That step is not a transition, so the intake
+  drops the row of every sub-env whose previous observed step was done.
+* ``SAME_STEP``: the done step returns the reset observation as ``next_obs`` and the real
+  last observation in ``info["final_obs"]``. Pass ``info=info``; the intake puts the real
+  last observation back in place for the done rows.
+
+``DISABLED`` (you reset sub-envs yourself) needs neither.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from sqn_agents import soft_q
+from sqn_agents.networks import NetworkFactory, build_q_network, resolve_device
+from sqn_agents.spaces import ActionCodec, as_obs_array, batch_size_of_obs, check_observation_space
+
+AUTORESET_MODES = ("next_step", "same_step", "disabled")
+
+
+def autoreset_name(mode: Any) -> str:
+    """'next_step', 'same_step' or 'disabled' for a ``gymnasium.vector.AutoresetMode`` or such a string."""
+    key = str(getattr(mode, "value", mode)).replace("_", "").lower()  # AutoresetMode values are 'NextStep', ...
+    name = {m.replace("_", ""): m for m in AUTORESET_MODES}.get(key)
+    if name is None:
+        raise ValueError(f"autoreset_mode must be one of {AUTORESET_MODES} (or gymnasium.vector.AutoresetMode), got {mode!r}")
+    return name
+
+
+# ---------------------------------------------------------------------- acting
+class Actor:
+    """The Boltzmann policy ``softmax(min(Q1, Q2) / alpha)`` over Q networks it is given.
+
+    ``q_nets`` (two networks mapping ``(B, *obs_shape)`` to ``(B, D, N)``) and ``log_alpha``
+    are used by reference, never copied: an actor built on a learner's tensors acts with
+    the learner's latest weights. Sampling uses the actor's own ``torch.Generator``, so it
+    neither reads nor changes the global torch RNG.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        q_nets: Sequence[nn.Module],
+        log_alpha: torch.Tensor,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        self.observation_space = check_observation_space(observation_space)
+        self.codec = ActionCodec(action_space)
+        if len(q_nets) != 2:
+            raise ValueError(f"q_nets must hold the two online Q networks, got {len(q_nets)}")
+        self.q_nets = q_nets
+        self.log_alpha = log_alpha
+        self.device = log_alpha.device
+        self.mask = None if self.codec.mask is None else torch.as_tensor(self.codec.mask, device=self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
+
+    @classmethod
+    def from_weights(
+        cls,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        weights: Mapping[str, torch.Tensor],
+        *,
+        hidden_sizes: Sequence[int] = (256, 256),
+        network_factory: NetworkFactory | None = None,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+    ) -> Actor:
+        """An act-only policy from a learner's ``policy_weights()`` (no replay, optimizers or targets).
+
+        ``hidden_sizes`` and ``network_factory`` must be the learner's, so the networks match the weights.
+        """
+        codec = ActionCodec(action_space)
+        with torch.random.fork_rng(devices=[]):  # the weights replace the initialisation: leave the global RNG alone
+            q_nets = nn.ModuleList(
+                [build_q_network(observation_space, codec.action_dims, codec.num_actions, hidden_sizes, network_factory)
+                 for _ in range(2)]
+            )
+        if "log_alpha" not in weights:
+            raise ValueError(f"weights lack 'log_alpha'; expected a learner's policy_weights(), got keys {sorted(weights)[:5]}")
+        device = resolve_device(device)
+        log_alpha = torch.empty(tuple(weights["log_alpha"].shape), device=device)
+        actor = cls(observation_space, action_space, q_nets.to(device).requires_grad_(False), log_alpha, seed=seed)
+        actor.load_weights(weights)
+        return actor
+
+    def load_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        """Copy ``policy_weights()`` (``q_nets.<i>.<param>`` and ``log_alpha``) into the actor's tensors, in place."""
+        q_state = {k[len("q_nets."):]: v for k, v in weights.items() if k.startswith("q_nets.")}
+        if "log_alpha" not in weights or tuple(weights["log_alpha"].shape) != tuple(self.log_alpha.shape):
+            raise ValueError(f"weights need a 'log_alpha' of shape {tuple(self.log_alpha.shape)}")
+        try:
+            nn.ModuleList(self.q_nets).load_state_dict(q_state)
+        except RuntimeError as e:  # missing, unexpected or mis-shaped tensors
+            raise ValueError(f"the weights do not fit the actor's Q networks: {e}") from None
+        with torch.no_grad():
+            self.log_alpha.copy_(weights["log_alpha"])
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+        """Acting Q table: the minimum of the two online networks, (B, D, N)."""
+        return torch.minimum(self.q_nets[0](obs), self.q_nets[1](obs))
+
+    @torch.no_grad()
+    def act(self, obs: Any, deterministic: bool = False) -> Any:
+        """Action(s) for one observation or a batch: a sample of ``softmax(Q / alpha)``, or its argmax."""
+        arr = as_obs_array(obs, self.observation_space)
+        batch = batch_size_of_obs(arr, self.observation_space)
+        x = torch.as_tensor(arr if batch is not None else arr[None], device=self.device)
+        q = self.q_values(x)
+        if deterministic:
+            if self.mask is not None:
+                q = q.masked_fill(~self.mask, float("-inf"))
+            index = q.argmax(dim=-1)
+        else:
+            # Gumbel-max: argmax(log pi + Gumbel noise) is a sample of pi, for all rows and dimensions at once.
+            log_pi = soft_q.boltzmann_log_policy(q, self.alpha, self.mask)
+            u = torch.rand(log_pi.shape, generator=self.generator, device=self.device)
+            index = (log_pi - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(dim=-1)
+        return self.codec.from_index(index.cpu().numpy(), batched=batch is not None)
+
+    # --- state: the sampling generator ---------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self.generator.get_state(), "generator_device": self.generator.device.type}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore the generator. A state from another device type (CPU vs CUDA states differ) reseeds
+        the generator from it, with a warning: sampling goes on, but not bit-identically."""
+        saved, device = state["generator"], state.get("generator_device", self.generator.device.type)
+        if not isinstance(saved, torch.Tensor) or saved.dtype != torch.uint8 or saved.dim() != 1:
+            raise ValueError(f"inconsistent RNG or replay state: the generator state must be a 1-D uint8 tensor, got {saved!r:.100}")
+        if device != self.generator.device.type:
+            seed = int.from_bytes(hashlib.sha256(saved.numpy().tobytes()).digest()[:8], "little")
+            self.generator.manual_seed(seed)
+            warnings.warn(
+                f"the state was saved with a {device} action-sampling generator and is loaded on "
+                f"{self.generator.device.type}; its state cannot move across devices, so it was reseeded from it "
+                "(actions after the resume are not bit-identical to an uninterrupted run)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            return
+        scratch = torch.Generator(device=self.generator.device)
+        try:
+            scratch.set_state(saved)  # torch checks the size; the real generator changes only if it passes
+        except (RuntimeError, ValueError, TypeError) as e:
+            raise ValueError(f"inconsistent RNG or replay state: torch refused the generator state ({e})") from None
+        self.generator.set_state(saved)
+
+
+# ---------------------------------------------------------------------- observing
+class TransitionSink(Protocol):
+    """Where the intake writes: the replay's ``add`` signature (a ``Learner`` and both replay buffers have it)."""
+
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_ids: np.ndarray | None = None,
+    ) -> None: ...
+
+
+def _scalars(value: Any, n: int, name: str, dtype: Any) -> np.ndarray:
+    """``n`` rewards or flags as a flat array of ``dtype``, refusing anything that is not ``n`` numbers."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{name} is not a number or a flat array of numbers ({e})") from None
+    if arr.size != n or arr.ndim > 1:
+        raise ValueError(f"{name} has shape {arr.shape}; expected {n} value(s) ({'a scalar' if n == 1 else f'shape ({n},)'})")
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric or bool, got dtype {arr.dtype}")
+    if dtype is bool and arr.dtype.kind != "b" and not ((arr == 0) | (arr == 1)).all():
+        raise ValueError(f"{name} must be a bool (or 0/1), got {value!r}")  # NaN would cast to True
+    with np.errstate(over="ignore"):  # a reward too large for float32 becomes inf, which observe() refuses
+        return arr.reshape(n).astype(dtype, copy=False)
+
+
+class TransitionIntake:
+    """Checks env steps, handles autoreset, and writes transitions (zero-based action indices) to ``sink``.
+
+    Nothing reaches the sink unless every argument is valid: shapes agree with the spaces,
+    actions lie in the action space and rewards and observations are finite.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        sink: TransitionSink,
+        autoreset_mode: Any = "next_step",
+    ) -> None:
+        self.observation_space = check_observation_space(observation_space)
+        self.codec = ActionCodec(action_space)
+        self.sink = sink
+        self.autoreset_mode = autoreset_name(autoreset_mode)
+        self.prev_done: np.ndarray | None = None  # NEXT_STEP, per sub-env: was the last observed step done?
+
+    def observe(
+        self,
+        obs: Any,
+        action: Any,
+        reward: Any,
+        next_obs: Any,
+        terminated: Any,
+        truncated: Any,
+        info: dict[str, Any] | None = None,
+    ) -> int:
+        """Write one transition, or one per sub-env of a vector env; returns how many were written."""
+        space = self.observation_space
+        obs_arr = as_obs_array(obs, space, "obs")
+        next_arr = as_obs_array(next_obs, space, "next_obs")
+        batch = batch_size_of_obs(obs_arr, space, "obs")
+        if batch_size_of_obs(next_arr, space, "next_obs") != batch:
+            raise ValueError(f"obs has shape {obs_arr.shape} but next_obs has shape {next_arr.shape}; they must match")
+        if batch == 0:
+            raise ValueError(f"obs has shape {obs_arr.shape}: an empty batch holds no transition to store")
+        n = 1 if batch is None else batch
+        if self.codec.batch_size_of(action) != batch:
+            raise ValueError(
+                f"action has shape {np.shape(action)}, which does not match obs of shape {obs_arr.shape} "
+                f"(expected {'one action' if batch is None else f'a batch of {batch} actions'})"
+            )
+        index = self.codec.to_index(action, batch)
+        rewards = _scalars(reward, n, "reward", np.float32)
+        if not np.isfinite(rewards).all():
+            raise ValueError(f"reward must be finite (and within float32 range), got {reward!r}")
+        term = _scalars(terminated, n, "terminated", bool)
+        trunc = _scalars(truncated, n, "truncated", bool)
+        if batch is None:
+            obs_arr, next_arr = obs_arr[None], next_arr[None]
+        else:
+            next_arr = self._restore_final_obs(next_arr, term | trunc, info)
+
+        keep = self._rows_to_keep(batch, term | trunc)
+        rows = slice(None) if keep is None else keep
+        env_ids = np.arange(n)[rows]
+        self.sink.add(obs_arr[rows], index[rows], rewards[rows], next_arr[rows], term[rows], trunc[rows], env_ids)
+        if batch is not None and self.autoreset_mode == "next_step":
+            self.prev_done = term | trunc  # only once the transition is written: a rejected call changes nothing
+        return len(env_ids)
+
+    def _restore_final_obs(self, next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any] | None) -> np.ndarray:
+        """SAME_STEP autoreset: put the real last observation back for done rows."""
+        if self.autoreset_mode != "same_step" or not done.any():
+            return next_obs
+        if not isinstance(info, dict) or "final_obs" not in info:
+            raise ValueError(
+                "autoreset_mode='same_step' and a sub-env is done, so next_obs holds its reset observation; "
+                "pass info=info from envs.step() so observe() can use info['final_obs']"
+            )
+        next_obs, final = next_obs.copy(), info["final_obs"]
+        for i in np.flatnonzero(done):  # only the few done rows; final_obs is an object array
+            try:
+                row = final[i]
+            except (TypeError, IndexError, KeyError):
+                raise ValueError(f"info['final_obs'] has no final observation for done sub-env {i}") from None
+            row = as_obs_array(row, self.observation_space, f"info['final_obs'][{i}]")
+            if row.shape != self.observation_space.shape:  # it would broadcast silently
+                raise ValueError(f"info['final_obs'][{i}] has shape {row.shape}; expected {self.observation_space.shape}")
+            next_obs[i] = row
+        return next_obs
+
+    def _rows_to_keep(self, batch: int | None, done: np.ndarray) -> np.ndarray | None:
+        """NEXT_STEP autoreset: drop the reset step that follows a done step, per sub-env."""
+        if batch is None or self.autoreset_mode != "next_step":
+            return None
+        prev = self.prev_done
+        if prev is not None and len(prev) != batch:
+            raise ValueError(f"observe() got a batch of {batch}, but earlier batches had {len(prev)} sub-envs")
+        return None if prev is None or not prev.any() else np.flatnonzero(~prev)
+
+    def reset(self) -> None:
+        """After a manual ``envs.reset()`` no autoreset step is pending (see ``SQNAgent.vector_env_reset``)."""
+        self.prev_done = None
+
+    # --- state: the pending autoreset ----------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"prev_done": None if self.prev_done is None else self.prev_done.tolist()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        prev_done = state.get("prev_done")
+        if prev_done is not None and not (isinstance(prev_done, list) and all(isinstance(x, bool) for x in prev_done)):
+            raise ValueError(f"'prev_done' is {prev_done!r:.200}, expected a list of bools or null")
+        self.prev_done = None if prev_done is None else np.array(prev_done, dtype=bool)
+
+
+__all__ = ["AUTORESET_MODES", "Actor", "TransitionIntake", "TransitionSink", "autoreset_name"]

@@ -1,0 +1,331 @@
+"""The learner side: replay, twin Q networks and their targets, the temperature, optimizers and the update schedule.
+
+In the spirit of Acme's Learner: it receives transitions through ``add`` (the replay's
+signature, so a ``TransitionIntake`` can write into it directly, or a remote actor's
+transitions can be added in batches), decides when updates are due from the number of
+transitions received, and runs gradient steps. The math is in ``soft_q.py``; the whole
+update is ``gradient_step``, top to bottom.
+
+The schedule: nothing happens before ``max(learning_starts, batch_size)`` transitions have
+arrived; then an update of ``gradient_steps`` gradient steps is due every ``train_freq``
+transitions. ``learn()`` runs every update due, so calling it after each ``add`` gives
+the replay ratio ``gradient_steps / train_freq``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from sqn_agents import soft_q
+from sqn_agents.augment import random_shift
+from sqn_agents.checkpoint import check_tensors, checked_optimizer_state
+from sqn_agents.config import SQNConfig
+from sqn_agents.layout import observation_layout
+from sqn_agents.metrics import LearnMetrics
+from sqn_agents.networks import NetworkFactory, build_q_network, resolve_device
+from sqn_agents.replay import Replay, ReplayBuffer
+from sqn_agents.spaces import ActionCodec, check_observation_space
+
+
+def make_replay(config: SQNConfig, observation_space: gym.spaces.Box, action_dims: int, seed: int | None) -> Replay:
+    """The buffer ``config.replay`` asks for: ``"auto"`` picks the frame-deduplicated one for frame stacks."""
+    space, kind = observation_space, config.replay
+    frame_stack = observation_layout(space.shape, space.dtype).frame_stack
+    if kind == "frame_stack" and not frame_stack:
+        raise ValueError(
+            f"replay='frame_stack' needs channels-first uint8 frame stacks, got observations "
+            f"of shape {space.shape} and dtype {space.dtype}; use replay='uniform'"
+        )
+    if kind == "frame_stack" or (kind == "auto" and frame_stack):
+        from sqn_agents.frame_replay import FrameStackReplayBuffer  # only image agents pay for the import
+
+        return FrameStackReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed)
+    return ReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed)
+
+
+@dataclass
+class LearnerCounters:
+    """Everything the learner counts; saved and restored as a whole."""
+
+    env_steps: int = 0
+    """Transitions received through ``add`` (the update schedule's clock)."""
+    updates: int = 0
+    """Updates done; each is ``config.gradient_steps`` gradient steps."""
+    gradient_steps: int = 0
+    """Gradient steps applied."""
+    skipped_updates: int = 0
+    """Gradient steps dropped because the loss was not finite."""
+
+
+class Learner:
+    """Discrete soft Q-learning with twin Q networks, Polyak targets and a learned temperature."""
+
+    def __init__(
+        self,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        config: SQNConfig | None = None,
+        *,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        network_factory: NetworkFactory | None = None,
+    ) -> None:
+        self.config = cfg = config if config is not None else SQNConfig()
+        if not isinstance(cfg, SQNConfig):
+            raise ValueError(f"config must be an SQNConfig, got {type(cfg).__name__}")
+        self.observation_space = check_observation_space(observation_space)
+        self.codec = ActionCodec(action_space)
+        self.device = resolve_device(device)
+
+        # Twin online Q networks (their initialisation runs on a forked RNG, so the global torch RNG
+        # is neither read nor changed), and their Polyak-averaged targets (never trained directly).
+        dims, n = self.codec.action_dims, self.codec.num_actions
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.q_nets = nn.ModuleList(
+                [build_q_network(observation_space, dims, n, cfg.hidden_sizes, network_factory) for _ in range(2)]
+            ).to(self.device)
+        self.target_nets = copy.deepcopy(self.q_nets).requires_grad_(False)
+        # Parameter lists for the fused Polyak update, built once rather than on every gradient step.
+        self._online_params = list(self.q_nets.parameters())
+        self._target_params = list(self.target_nets.parameters())
+        self.q_optimizer = torch.optim.Adam(self.q_nets.parameters(), lr=cfg.learning_rate)
+
+        # Temperature, learned in log space so it stays positive: one shared, or one per dimension.
+        n_alpha = 1 if (cfg.shared_alpha or dims == 1) else dims
+        self.log_alpha = torch.full((n_alpha,), math.log(cfg.initial_alpha), device=self.device, requires_grad=True)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_learning_rate)
+        self.entropy_target = soft_q.target_entropy(self.codec.sizes.tolist(), cfg.target_entropy_ratio).to(self.device)
+        self.mask = None if self.codec.mask is None else torch.as_tensor(self.codec.mask, device=self.device)
+
+        # Random shifts of sampled images (augmentation='shift') draw from their own generator.
+        space = self.observation_space
+        self.augment_layout = observation_layout(space.shape, space.dtype).image if cfg.augmentation == "shift" else None
+        if cfg.augmentation == "shift" and self.augment_layout is None:
+            raise ValueError(f"augmentation='shift' needs image observations (H, W, C) or (C, H, W), "
+                             f"got shape {space.shape}")
+        self.augment_generator = torch.Generator(device=self.device)
+        self.augment_generator.manual_seed((seed if seed is not None else int(np.random.SeedSequence().entropy % 2**62)) + 1)
+
+        self.replay = make_replay(cfg, self.observation_space, dims, seed)
+        self.counters = LearnerCounters()
+
+    @property
+    def alpha(self) -> torch.Tensor:
+        return self.log_alpha.detach().exp()
+
+    def policy_weights(self) -> dict[str, torch.Tensor]:
+        """What an ``Actor`` needs to act (``Actor.from_weights`` / ``load_weights``): CPU copies of the
+        online networks and ``log_alpha``."""
+        weights = {f"q_nets.{k}": v.detach().cpu().clone() for k, v in self.q_nets.state_dict().items()}
+        weights["log_alpha"] = self.log_alpha.detach().cpu().clone()
+        return weights
+
+    # ------------------------------------------------------------------ receiving
+    def add(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        env_ids: np.ndarray | None = None,
+    ) -> None:
+        """Store checked transitions (zero-based ``(n, D)`` action indices) and advance the schedule's clock."""
+        self.replay.add(obs, actions, rewards, next_obs, terminated, truncated, env_ids)
+        self.counters.env_steps += len(rewards)
+
+    # ------------------------------------------------------------------ the schedule
+    def updates_due(self) -> int:
+        """Updates the schedule asks for now that ``counters.env_steps`` transitions have arrived."""
+        cfg, c = self.config, self.counters
+        start = max(cfg.learning_starts, cfg.batch_size)
+        if c.env_steps < start:
+            return 0
+        return (c.env_steps - start) // cfg.train_freq + 1 - c.updates
+
+    def learn(self) -> LearnMetrics | None:
+        """Run every update due; the last gradient step's metrics, or None when nothing was due (or all were skipped)."""
+        metrics = None
+        for _ in range(self.updates_due()):
+            for _ in range(self.config.gradient_steps):
+                metrics = self.gradient_step() or metrics
+            self.counters.updates += 1
+        return metrics
+
+    # ------------------------------------------------------------------ one gradient step
+    def _batch_tensors(self) -> tuple[torch.Tensor | None, ...]:
+        cfg = self.config
+        if cfg.n_step == 1:
+            batch = self.replay.sample(cfg.batch_size)
+        else:
+            batch = self.replay.sample(cfg.batch_size, n_step=cfg.n_step, gamma=cfg.gamma)
+        tensors = (None if x is None else torch.from_numpy(np.ascontiguousarray(x)) for x in batch)  # no copy on the CPU
+        if self.device.type != "cuda":
+            return tuple(t if t is None else t.to(self.device) for t in tensors)
+        # CUDA: page-locked host memory lets the copies run asynchronously with the GPU's work.
+        return tuple(t if t is None else t.pin_memory().to(self.device, non_blocking=True) for t in tensors)
+
+    def _augment(self, images: torch.Tensor) -> torch.Tensor:
+        return random_shift(images, self.config.shift_pad, self.augment_generator,
+                            channels_last=self.augment_layout == "channels_last")
+
+    def gradient_step(self) -> LearnMetrics | None:
+        """One gradient step on a sampled batch: TD loss of both Q networks, temperature, target networks.
+
+        Returns None, and changes nothing but ``counters.skipped_updates``, when the loss is not finite.
+        """
+        cfg = self.config
+        obs, actions, rewards, next_obs, terminated, discounts = self._batch_tensors()
+        if self.augment_layout is not None:  # DrQ: obs and next_obs shifted independently
+            obs, next_obs = self._augment(obs), self._augment(next_obs)
+        alpha = self.alpha
+
+        with torch.no_grad():
+            if cfg.munchausen_scale > 0:  # the target networks at s_t too: one forward pass over both batches
+                both = torch.cat([obs, next_obs])
+                q_both = torch.minimum(self.target_nets[0](both), self.target_nets[1](both))
+                q_now, next_q = q_both.split(len(obs))
+            else:
+                next_q = torch.minimum(self.target_nets[0](next_obs), self.target_nets[1](next_obs))
+            target = soft_q.soft_td_target(
+                rewards, terminated, next_q, alpha, cfg.gamma if discounts is None else discounts,
+                self.mask, cfg.multidiscrete_target,
+            )
+            if cfg.munchausen_scale > 0:
+                bonus = soft_q.munchausen_bonus(q_now, actions, alpha, cfg.munchausen_scale, cfg.munchausen_clip,
+                                                self.mask)
+                if cfg.multidiscrete_target == "mean":  # the branching target: one shared target per state
+                    bonus = bonus.mean(dim=1, keepdim=True).expand_as(bonus)
+                target = target + bonus
+
+        q1, q2 = self.q_nets[0](obs), self.q_nets[1](obs)
+        q1_taken, q2_taken = soft_q.taken_q(q1, actions), soft_q.taken_q(q2, actions)
+        q_loss = soft_q.td_loss(q1_taken, target, cfg.loss) + soft_q.td_loss(q2_taken, target, cfg.loss)
+        if not torch.isfinite(q_loss):
+            # A non-finite loss would poison the weights and Adam's moments: drop the update.
+            self.counters.skipped_updates += 1
+            warnings.warn(
+                f"skipped a gradient step: the Q loss is {q_loss.item()} (not finite); "
+                f"{self.counters.skipped_updates} skipped so far. Check rewards and observations for extreme values.",
+                RuntimeWarning,
+                stacklevel=4,  # the caller of SQNAgent.learn()
+            )
+            return None
+        self.q_optimizer.zero_grad(set_to_none=True)
+        q_loss.backward()
+        if cfg.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.q_nets.parameters(), cfg.max_grad_norm)
+        self.q_optimizer.step()
+
+        # Temperature: entropy of the acting policy softmax(min(Q1, Q2) / alpha) on the batch states.
+        with torch.no_grad():
+            log_pi = soft_q.boltzmann_log_policy(torch.minimum(q1, q2), alpha, self.mask)
+            entropy = soft_q.policy_entropy(log_pi, self.mask)
+        alpha_loss = soft_q.temperature_loss(self.log_alpha, entropy, self.entropy_target)
+        if cfg.autotune_alpha:
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+
+        # Target update every target_update_interval gradient steps: Polyak averaging, all parameters in one
+        # fused call (tau=1 makes it DQN's hard copy).
+        self.counters.gradient_steps += 1
+        if self.counters.gradient_steps % cfg.target_update_interval == 0:
+            with torch.no_grad():
+                torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
+        return LearnMetrics(
+            q_loss=q_loss.item(),
+            alpha=self.alpha.mean().item(),
+            alpha_loss=alpha_loss.item(),
+            entropy=entropy.sum(dim=1).mean().item(),
+            mean_q=q1_taken.detach().mean().item(),
+        )
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self, include_replay: bool = False) -> dict[str, Any]:
+        """Counters, networks, temperature, optimizers and the replay sampler's RNG; the replay's
+        contents too with ``include_replay``. Tensors are the live ones: copy them to keep a snapshot."""
+        state: dict[str, Any] = {
+            "counters": dataclasses.asdict(self.counters),
+            "q_nets": self.q_nets.state_dict(),
+            "target_nets": self.target_nets.state_dict(),
+            "log_alpha": self.log_alpha.detach(),
+            "q_optimizer": self.q_optimizer.state_dict(),
+            "alpha_optimizer": self.alpha_optimizer.state_dict(),
+            "replay_rng": self.replay.rng.bit_generator.state,
+        }
+        if include_replay:
+            state["replay"] = self.replay.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a ``state_dict``, after checking every name, shape, dtype and value range against this
+        learner (a ValueError changes nothing). Without a ``"replay"`` entry the replay is left as it is."""
+        counters, saved = {}, state.get("counters")
+        for field in dataclasses.fields(LearnerCounters):
+            value = saved.get(field.name) if isinstance(saved, Mapping) else None
+            if type(value) is not int or value < 0:
+                raise ValueError(f"counter '{field.name}' is {value!r}, expected an integer >= 0")
+            counters[field.name] = value
+        for name, module in (("q_nets", self.q_nets), ("target_nets", self.target_nets)):
+            check_tensors(f"({name})", module.state_dict(), state[name])
+        check_tensors("(temperature)", {"log_alpha": self.log_alpha.detach()}, {"log_alpha": state["log_alpha"]})
+        q_opt = checked_optimizer_state(self.q_optimizer, "q_optimizer", state["q_optimizer"])
+        alpha_opt = checked_optimizer_state(self.alpha_optimizer, "alpha_optimizer", state["alpha_optimizer"])
+        scratch = copy.deepcopy(self.replay.rng)
+        try:
+            scratch.bit_generator.state = state["replay_rng"]  # numpy checks it; the real RNG changes only if it passes
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"inconsistent RNG or replay state: numpy refused the replay sampler's state ({e!r})") from None
+        if "replay" in state:
+            self.replay.load_state_dict(self._checked_replay_state(state["replay"]))  # checks its layout, then writes
+
+        for name, module in (("q_nets", self.q_nets), ("target_nets", self.target_nets)):
+            module.load_state_dict(state[name])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.q_optimizer.load_state_dict(q_opt)
+        self.alpha_optimizer.load_state_dict(alpha_opt)
+        self.replay.rng.bit_generator.state = scratch.bit_generator.state
+        self.counters = LearnerCounters(**counters)
+
+    def _checked_replay_state(self, saved: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Replay arrays checked against this learner's buffer: names, dtypes, item shapes, values, action ranges.
+        The buffer's own ``load_state_dict`` then checks its layout (ring position, frame ids, ...)."""
+        arrays = {k: np.asarray(v) for k, v in saved.items()}
+        reference = {k: np.asarray(v) for k, v in self.replay.state_dict().items()}
+        missing = sorted(set(reference) - set(arrays))
+        if missing:
+            raise ValueError(f"lacks replay arrays {missing}")
+        for name, ref in reference.items():
+            arr = arrays[name]
+            if arr.dtype != ref.dtype or arr.ndim != ref.ndim or arr.shape[1:] != ref.shape[1:]:
+                shape = "a scalar" if ref.ndim == 0 else f"shape (n, {', '.join(map(str, ref.shape[1:]))})"
+                raise ValueError(
+                    f"replay array '{name}' has shape {arr.shape} and dtype {arr.dtype}, expected {shape} of dtype {ref.dtype}"
+                )
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                raise ValueError(f"replay array '{name}' contains NaN or infinity")
+            if name in ("terminated", "truncated") and not ((arr == 0) | (arr == 1)).all():
+                raise ValueError(f"replay array '{name}' holds values other than 0 and 1")
+        actions = arrays["actions"]
+        if actions.ndim == 2 and actions.size and ((actions < 0).any() or (actions >= self.codec.sizes).any()):
+            raise ValueError(f"replay holds action indices outside the action space {self.codec.space}")
+        return {name: arrays[name] for name in reference}
+
+
+__all__ = ["Learner", "LearnerCounters", "make_replay"]
