@@ -19,29 +19,24 @@ from sqn_agents import SQNAgent
 from sqn_agents.checkpoint import MANIFEST, _manifest_digest
 
 
-def _optimizer_snapshot(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    state = optimizer.state_dict()
-    return {
-        "state": {pid: {k: v.detach().clone() for k, v in entries.items()} for pid, entries in state["state"].items()},
-        "param_groups": copy.deepcopy(state["param_groups"]),
-    }
+def _copy(value: Any) -> Any:
+    """A deep copy that owns its tensors and arrays (a state_dict holds the live ones)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, np.ndarray):
+        return np.array(value, copy=True)
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copy(v) for v in value)
+    return copy.deepcopy(value)
 
 
 def snapshot(agent: SQNAgent) -> dict[str, Any]:
-    """Everything an observe/learn/load could change: networks, temperature, optimizers, replay, RNGs, counters."""
-    return {
-        "q_nets": {k: v.detach().clone() for k, v in agent.q_nets.state_dict().items()},
-        "target_nets": {k: v.detach().clone() for k, v in agent.target_nets.state_dict().items()},
-        "log_alpha": agent.log_alpha.detach().clone(),
-        "q_optimizer": _optimizer_snapshot(agent.q_optimizer),
-        "alpha_optimizer": _optimizer_snapshot(agent.alpha_optimizer),
-        "replay": {k: np.array(v, copy=True) for k, v in agent.replay.state_dict().items()},
-        "replay_len": len(agent.replay),
-        "replay_rng": copy.deepcopy(agent.replay.rng.bit_generator.state),
-        "generator": agent.generator.get_state().clone(),
-        "counters": (agent.env_steps, agent.updates, agent.gradient_steps, agent.skipped_updates),
-        "prev_done": None if agent._prev_done is None else agent._prev_done.copy(),
-    }
+    """Everything an observe/learn/load could change: the parts' full ``state_dict()``s (networks, temperature,
+    optimizers, counters, replay and its RNG, the sampling generator, the pending autoreset), one flat dict."""
+    state = agent.state_dict(include_replay=True)
+    return {**_copy(state["learner"]), **_copy(state["actor"]), **_copy(state["intake"]), "replay_len": len(agent.replay)}
 
 
 def assert_same_state(a: dict[str, Any], b: dict[str, Any], path: str = "") -> None:

@@ -154,7 +154,7 @@ def test_one_bad_row_in_a_batch_refuses_the_whole_batch():
     t = valid_transition("discrete", True, rng)
     t["reward"] = np.array([1.0, np.nan, 0.0])
     refused(agent, lambda: agent.observe(**t), "reward must be finite")
-    np.testing.assert_array_equal(agent._prev_done, [True, False, False])  # bookkeeping untouched
+    np.testing.assert_array_equal(agent.intake.prev_done, [True, False, False])  # bookkeeping untouched
     t["reward"] = np.array([1.0, 2.0, 0.0])
     agent.observe(**t)
     assert agent.env_steps == 5  # 3 + 2: the reset row of sub-env 0 was dropped
@@ -219,7 +219,9 @@ def test_a_non_finite_loss_skips_the_update_with_a_warning(monkeypatch):
     with pytest.warns(RuntimeWarning, match=r"skipped a gradient step: the Q loss is (inf|nan) \(not finite\); 1 skipped so far"):
         assert agent.learn() == {}
     assert_same_state(before, _learnable_params(agent))
-    env_steps, updates, gradient_steps, skipped = counters
+    env_steps, updates, gradient_steps, skipped = (
+        counters[k] for k in ("env_steps", "updates", "gradient_steps", "skipped_updates")
+    )
     assert (agent.env_steps, agent.updates, agent.gradient_steps, agent.skipped_updates) == (
         env_steps + 1, updates + 1, gradient_steps, skipped + 1
     )

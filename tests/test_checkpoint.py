@@ -520,3 +520,32 @@ def test_a_cuda_checkpoint_loads_on_the_cpu_with_a_warning(tmp_path):
     np.testing.assert_array_equal(loaded.act(obs, deterministic=True), agent.act(obs, deterministic=True))
     back = SQNAgent.load(tmp_path / "gpu", device="cuda")
     assert torch.equal(back.generator.get_state(), agent.generator.get_state())
+
+
+# ---------------------------------------------------------------------- checkpoints of earlier code
+V1_DATA = Path(__file__).parent / "data" / "checkpoint_v1_cartpole"
+
+
+def _v1_maker():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_checkpoint_v1", V1_DATA.parent / "make_checkpoint_v1.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_format_1_checkpoint_of_the_code_before_the_split_loads_and_continues_bit_for_bit(tmp_path):
+    """tests/data holds a checkpoint written by the pre-split code (commit dd2f291), and the same agent
+    after 24 more steps: today's code must load the first and, fed the same steps, reach the second."""
+    shutil.copytree(V1_DATA, tmp_path / "v1")  # a load never writes, but the fixture stays untouched anyway
+    agent = SQNAgent.load(tmp_path / "v1" / "before", device="cpu")
+    assert (agent.env_steps, agent.updates, agent.gradient_steps, agent.skipped_updates) == (103, 88, 88, 0)
+    assert agent.intake.prev_done.tolist() == [False, True] and len(agent.replay) == 64
+    assert agent.config == _v1_maker().CONFIG
+    actions = _v1_maker().continue_run(agent)
+    np.testing.assert_array_equal(actions, np.load(V1_DATA / "after_actions.npy"))
+    assert_same_state(snapshot(SQNAgent.load(tmp_path / "v1" / "after", device="cpu")), snapshot(agent))
+    # and today's save of it loads back as the same agent
+    agent.save(tmp_path / "again", include_replay=True)
+    assert_same_state(snapshot(agent), snapshot(SQNAgent.load(tmp_path / "again", device="cpu")))

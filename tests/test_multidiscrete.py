@@ -310,7 +310,7 @@ def test_sampling_follows_each_dimensions_boltzmann_policy():
     agent = make_agent(space, initial_alpha=0.05)
     obs = np.array([0.3, -0.2, 0.9], np.float32)
     with torch.no_grad():
-        q = agent._q_values(torch.as_tensor(obs)[None])
+        q = agent.actor.q_values(torch.as_tensor(obs)[None])
         pi = soft_q.boltzmann_log_policy(q, agent.alpha, agent.mask).exp()[0].numpy()
     draws = agent.act(np.repeat(obs[None], 20_000, axis=0)) - space.start
     for d, n in enumerate(space.nvec):

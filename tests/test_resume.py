@@ -86,11 +86,11 @@ def test_resume_of_a_vector_env_restores_the_autoreset_bookkeeping(tmp_path):
     done = False
     while len(resumed) < 150 or not done:  # stop right after a sub-env finished
         obs, done = step(envs, agent, obs, resumed)
-    prev_done = agent._prev_done.copy()
+    prev_done = agent.intake.prev_done.copy()
     assert prev_done.any()
     agent.save(tmp_path / "vec", include_replay=True)
     agent = SQNAgent.load(tmp_path / "vec", device="cpu")
-    np.testing.assert_array_equal(agent._prev_done, prev_done)
+    np.testing.assert_array_equal(agent.intake.prev_done, prev_done)
     while len(resumed) < 300:
         obs, _ = step(envs, agent, obs, resumed)
 

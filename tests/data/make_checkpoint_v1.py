@@ -1,6 +1,6 @@
 """Writes ``tests/data/checkpoint_v1_cartpole/``: checkpoints of format_version 1 that later code must keep loading.
 
-Run once with the code of commit dd2f291 (before the actor/learner split), from the repository root::
+It was run once with the code of commit dd2f291 (before the actor/learner split), from the repository root::
 
     PYTHONPATH=. python tests/data/make_checkpoint_v1.py
 
@@ -39,6 +39,12 @@ def continue_run(agent: SQNAgent, steps: int = 24) -> np.ndarray:
     return np.stack(actions)
 
 
+def _reset_pending(agent: SQNAgent) -> bool:
+    """Whether a sub-env's NEXT_STEP reset step is pending (``_prev_done`` before the split, ``intake`` after)."""
+    prev_done = agent.intake.prev_done if hasattr(agent, "intake") else agent._prev_done
+    return prev_done is not None and bool(prev_done.any())
+
+
 def main() -> None:
     shutil.rmtree(HERE, ignore_errors=True)
     HERE.mkdir(parents=True)
@@ -46,7 +52,7 @@ def main() -> None:
     agent = SQNAgent(envs.single_observation_space, envs.single_action_space, CONFIG, device="cpu", seed=3)
     obs, _ = envs.reset(seed=3)
     step = 0
-    while agent.env_steps < 90 or agent._prev_done is None or not agent._prev_done.any():
+    while agent.env_steps < 90 or not _reset_pending(agent):
         actions = agent.act(obs)
         next_obs, rewards, terminated, truncated, info = envs.step(actions)
         agent.observe(obs, actions, rewards, next_obs, terminated, truncated, info=info)
