@@ -220,10 +220,17 @@ class SQNAgent:
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a ``state_dict``; each part checks its state before it changes anything."""
-        self.learner.load_state_dict(state["learner"])
-        self.actor.load_state_dict(state["actor"])
+        """Restore a ``state_dict``. Each part checks its state before it changes anything, and when a
+        later part refuses, the earlier ones are put back: a refused state leaves the agent as it was."""
+        previous = self.intake.state_dict(), self.actor.state_dict()  # small: the pending resets, the generator
         self.intake.load_state_dict(state["intake"])
+        try:
+            self.actor.load_state_dict(state["actor"])
+            self.learner.load_state_dict(state["learner"])
+        except BaseException:
+            self.intake.load_state_dict(previous[0])
+            self.actor.load_state_dict(previous[1])
+            raise
 
     def _description(self) -> dict[str, Any]:
         """What ``load`` needs to rebuild an agent like this one before loading its state."""

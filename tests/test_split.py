@@ -245,6 +245,24 @@ def test_agent_state_dict_round_trip_continues_identically():
     assert_same_state(snapshot(agent), snapshot(other))
 
 
+def test_a_state_one_part_refuses_leaves_the_whole_agent_as_it_was():
+    def agent(seed):
+        a = SQNAgent(OBS, ACT, CONFIG, device="cpu", seed=seed)
+        rng = np.random.default_rng(seed)
+        for _ in range(3):
+            obs, _, rewards, next_obs, term, trunc = random_batch(rng, 2)
+            a.observe(obs, a.act(obs), rewards, next_obs, np.array([seed == 0, True]), trunc)
+        return a
+
+    target, donor = agent(0), agent(1)
+    before = snapshot(target)
+    bad = donor.state_dict(include_replay=True)
+    bad["learner"] = {**bad["learner"], "counters": {**bad["learner"]["counters"], "updates": "7"}}
+    with pytest.raises(ValueError, match="counter 'updates' is '7'"):
+        target.load_state_dict(bad)  # intake and actor took the donor's state first, then were put back
+    assert_same_state(before, snapshot(target))
+
+
 # ---------------------------------------------------------------------- one replay protocol
 def test_both_replay_buffers_implement_the_replay_protocol():
     uniform = ReplayBuffer(8, (4,), np.float32, 1, seed=0)
