@@ -28,7 +28,6 @@ own, in one of two ways (``envs.metadata["autoreset_mode"]``):
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -39,6 +38,7 @@ import torch
 from torch import nn
 
 from sqn_agents import soft_q
+from sqn_agents.checkpoint import load_generator_state
 from sqn_agents.networks import NetworkFactory, build_q_network, resolve_device
 from sqn_agents.spaces import ActionCodec, as_obs_array, batch_size_of_obs, check_observation_space
 
@@ -159,26 +159,15 @@ class Actor:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the generator. A state from another device type (CPU vs CUDA states differ) reseeds
         the generator from it, with a warning: sampling goes on, but not bit-identically."""
-        saved, device = state["generator"], state.get("generator_device", self.generator.device.type)
-        if not isinstance(saved, torch.Tensor) or saved.dtype != torch.uint8 or saved.dim() != 1:
-            raise ValueError(f"inconsistent RNG or replay state: the generator state must be a 1-D uint8 tensor, got {saved!r:.100}")
-        if device != self.generator.device.type:
-            seed = int.from_bytes(hashlib.sha256(saved.numpy().tobytes()).digest()[:8], "little")
-            self.generator.manual_seed(seed)
+        if not load_generator_state(self.generator, state["generator"], state.get("generator_device"),
+                                    "action-sampling generator"):
             warnings.warn(
-                f"the state was saved with a {device} action-sampling generator and is loaded on "
+                f"the state was saved with a {state['generator_device']} action-sampling generator and is loaded on "
                 f"{self.generator.device.type}; its state cannot move across devices, so it was reseeded from it "
                 "(actions after the resume are not bit-identical to an uninterrupted run)",
                 RuntimeWarning,
                 stacklevel=2,
             )
-            return
-        scratch = torch.Generator(device=self.generator.device)
-        try:
-            scratch.set_state(saved)  # torch checks the size; the real generator changes only if it passes
-        except (RuntimeError, ValueError, TypeError) as e:
-            raise ValueError(f"inconsistent RNG or replay state: torch refused the generator state ({e})") from None
-        self.generator.set_state(saved)
 
 
 # ---------------------------------------------------------------------- observing

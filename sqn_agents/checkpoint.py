@@ -219,6 +219,7 @@ def pack_agent(description: Mapping[str, Any], state: Mapping[str, Any], include
         **_optimizer_tensors("q_optimizer", learner["q_optimizer"]),
         **_optimizer_tensors("alpha_optimizer", learner["alpha_optimizer"]),
         "torch_generator": actor["generator"],
+        "augment_generator": learner["augment_generator"],
     }
     groups = {"model": model, "state": tensors}
     if include_replay:
@@ -232,6 +233,7 @@ def pack_agent(description: Mapping[str, Any], state: Mapping[str, Any], include
         "prev_done": intake["prev_done"],
         "replay_rng": learner["replay_rng"],
         "generator_device": actor["generator_device"],
+        "augment_generator_device": learner["augment_generator_device"],
         "optimizer_param_groups": {
             "q_optimizer": learner["q_optimizer"]["param_groups"],
             "alpha_optimizer": learner["alpha_optimizer"]["param_groups"],
@@ -275,6 +277,9 @@ def unpack_agent(manifest: Mapping[str, Any], groups: Mapping[str, Mapping[str, 
         "alpha_optimizer": _optimizer_state("alpha_optimizer", tensors, param_groups.get("alpha_optimizer")),
         "replay_rng": manifest.get("replay_rng"),
     }
+    if "augment_generator" in tensors:  # absent before the augmentation option: the fresh agent's seeding stays
+        learner["augment_generator"] = tensors["augment_generator"]
+        learner["augment_generator_device"] = manifest.get("augment_generator_device")
     if "replay" in groups:
         learner["replay"] = {k: v.numpy() for k, v in groups["replay"].items()}
     actor = {"generator": tensors["torch_generator"], "generator_device": manifest.get("generator_device")}
@@ -304,6 +309,24 @@ def check_tensors(what: str, expected_state: Mapping[str, torch.Tensor], saved: 
             raise CheckpointError(f"{what} tensor '{name}' has dtype {value.dtype}, expected {expected.dtype}")
         if value.is_floating_point() and not torch.isfinite(value).all():
             raise CheckpointError(f"{what} tensor '{name}' contains NaN or infinity")
+
+
+def load_generator_state(generator: torch.Generator, saved: Any, saved_device: str | None, name: str) -> bool:
+    """Set ``generator`` to a saved ``get_state()``, checked by torch first. Returns False when the state
+    comes from another device type (CPU and CUDA states differ): the generator is then reseeded
+    deterministically from it, so sampling goes on, but not bit-identically."""
+    if not isinstance(saved, torch.Tensor) or saved.dtype != torch.uint8 or saved.dim() != 1:
+        raise CheckpointError(f"inconsistent RNG or replay state: the {name} state must be a 1-D uint8 tensor, got {saved!r:.100}")
+    if saved_device is not None and saved_device != generator.device.type:
+        generator.manual_seed(int.from_bytes(hashlib.sha256(saved.numpy().tobytes()).digest()[:8], "little"))
+        return False
+    scratch = torch.Generator(device=generator.device)
+    try:
+        scratch.set_state(saved)  # torch checks the size; the real generator changes only if it passes
+    except (RuntimeError, ValueError, TypeError) as e:
+        raise CheckpointError(f"inconsistent RNG or replay state: torch refused the {name} state ({e})") from None
+    generator.set_state(saved)
+    return True
 
 
 def _same_kind(reference: Any, value: Any) -> bool:

@@ -110,6 +110,8 @@ class FrameStackReplayBuffer:
     (2, 4)
     """
 
+    optional_state = _LINK_NAMES
+
     def __init__(
         self,
         capacity: int,

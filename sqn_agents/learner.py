@@ -29,7 +29,7 @@ from torch import nn
 
 from sqn_agents import soft_q
 from sqn_agents.augment import random_shift
-from sqn_agents.checkpoint import check_tensors, checked_optimizer_state
+from sqn_agents.checkpoint import check_tensors, checked_optimizer_state, load_generator_state
 from sqn_agents.config import SQNConfig
 from sqn_agents.layout import observation_layout
 from sqn_agents.metrics import LearnMetrics
@@ -267,6 +267,8 @@ class Learner:
             "q_optimizer": self.q_optimizer.state_dict(),
             "alpha_optimizer": self.alpha_optimizer.state_dict(),
             "replay_rng": self.replay.rng.bit_generator.state,
+            "augment_generator": self.augment_generator.get_state(),
+            "augment_generator_device": self.augment_generator.device.type,
         }
         if include_replay:
             state["replay"] = self.replay.state_dict()
@@ -291,6 +293,11 @@ class Learner:
             scratch.bit_generator.state = state["replay_rng"]  # numpy checks it; the real RNG changes only if it passes
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"inconsistent RNG or replay state: numpy refused the replay sampler's state ({e!r})") from None
+        augment = None
+        if "augment_generator" in state:  # (absent in states saved before the augmentation option)
+            augment = torch.Generator(device=self.device)
+            load_generator_state(augment, state["augment_generator"], state.get("augment_generator_device"),
+                                 "augmentation generator")
         if "replay" in state:
             self.replay.load_state_dict(self._checked_replay_state(state["replay"]))  # checks its layout, then writes
 
@@ -301,6 +308,8 @@ class Learner:
         self.q_optimizer.load_state_dict(q_opt)
         self.alpha_optimizer.load_state_dict(alpha_opt)
         self.replay.rng.bit_generator.state = scratch.bit_generator.state
+        if augment is not None:
+            self.augment_generator.set_state(augment.get_state())
         self.counters = LearnerCounters(**counters)
 
     def _checked_replay_state(self, saved: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -308,10 +317,12 @@ class Learner:
         The buffer's own ``load_state_dict`` then checks its layout (ring position, frame ids, ...)."""
         arrays = {k: np.asarray(v) for k, v in saved.items()}
         reference = {k: np.asarray(v) for k, v in self.replay.state_dict().items()}
-        missing = sorted(set(reference) - set(arrays))
+        missing = sorted(set(reference) - set(arrays) - set(self.replay.optional_state))
         if missing:
             raise ValueError(f"lacks replay arrays {missing}")
         for name, ref in reference.items():
+            if name not in arrays:  # optional: saved by an earlier version, the buffer fills it in
+                continue
             arr = arrays[name]
             if arr.dtype != ref.dtype or arr.ndim != ref.ndim or arr.shape[1:] != ref.shape[1:]:
                 shape = "a scalar" if ref.ndim == 0 else f"shape (n, {', '.join(map(str, ref.shape[1:]))})"
@@ -325,7 +336,7 @@ class Learner:
         actions = arrays["actions"]
         if actions.ndim == 2 and actions.size and ((actions < 0).any() or (actions >= self.codec.sizes).any()):
             raise ValueError(f"replay holds action indices outside the action space {self.codec.space}")
-        return {name: arrays[name] for name in reference}
+        return {name: arrays[name] for name in reference if name in arrays}
 
 
 __all__ = ["Learner", "LearnerCounters", "make_replay"]

@@ -132,6 +132,8 @@ class Replay(Protocol):
     """
 
     rng: np.random.Generator
+    optional_state: tuple[str, ...]
+    """Names in ``state_dict()`` that a state saved by an earlier version may lack (``load_state_dict`` fills them in)."""
 
     def __len__(self) -> int: ...
 
@@ -169,6 +171,9 @@ class ReplayBuffer:
     >>> len(rb), rb.sample(2).obs.shape
     (3, (2, 2))
     """
+
+    # Arrays that came with n-step links: a state saved before them loads with none (one-step returns).
+    optional_state = ("succ", "added", "stream_ids", "stream_rows")
 
     def __init__(
         self,

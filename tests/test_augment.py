@@ -74,9 +74,9 @@ def test_agent_shifts_obs_and_next_obs_independently(monkeypatch):
     for _ in range(32):
         agent.observe(frame.astype(np.uint8), 0, 0.0, frame.astype(np.uint8), False, False)
     seen = []
-    from sqn_agents import agent as agent_module
-    real = agent_module.random_shift
-    monkeypatch.setattr(agent_module, "random_shift", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    from sqn_agents import learner as learner_module  # the gradient step lives in the learner
+    real = learner_module.random_shift
+    monkeypatch.setattr(learner_module, "random_shift", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
     agent.learn()
     obs_aug, next_aug = seen
     x = torch.as_tensor(frame.astype(np.uint8))[None].repeat(32, 1, 1, 1)

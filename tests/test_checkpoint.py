@@ -545,7 +545,12 @@ def test_a_format_1_checkpoint_of_the_code_before_the_split_loads_and_continues_
     assert agent.config == _v1_maker().CONFIG
     actions = _v1_maker().continue_run(agent)
     np.testing.assert_array_equal(actions, np.load(V1_DATA / "after_actions.npy"))
-    assert_same_state(snapshot(SQNAgent.load(tmp_path / "v1" / "after", device="cpu")), snapshot(agent))
+    want, got = snapshot(SQNAgent.load(tmp_path / "v1" / "after", device="cpu")), snapshot(agent)
+    for name in agent.replay.optional_state:  # n-step link bookkeeping, newer than format-1's first states:
+        want["replay"].pop(name), got["replay"].pop(name)  # rebuilt on load, not comparable to a live buffer's
+    for name in ("augment_generator", "augment_generator_device"):  # newer too, and unused without augmentation:
+        want.pop(name), got.pop(name)  # an old checkpoint leaves the loaded agent's own (unseeded) generator
+    assert_same_state(want, got)
     # and today's save of it loads back as the same agent
     agent.save(tmp_path / "again", include_replay=True)
     assert_same_state(snapshot(agent), snapshot(SQNAgent.load(tmp_path / "again", device="cpu")))

@@ -336,3 +336,27 @@ def test_no_benchmark_or_example_calls_a_private_method_of_the_agent():
     for path in [*ROOT.glob("benchmarks/*.py"), *ROOT.glob("examples/*.py")]:
         found = pattern.findall(path.read_text())
         assert not found, f"{path.name} calls {found}"
+
+
+def test_a_resumed_agent_with_image_augmentation_continues_bit_for_bit(tmp_path):
+    """The learner owns its augmentation generator too, so a checkpoint resumes DrQ shifts exactly."""
+    space = gym.spaces.Box(0, 255, (2, 12, 12), np.uint8)
+    cfg = SQNConfig(augmentation="shift", shift_pad=2, batch_size=8, learning_starts=8, buffer_size=64,
+                    hidden_sizes=(8,), replay="uniform")
+
+    def run(agent: SQNAgent, steps: range) -> None:
+        for i in steps:
+            rng = np.random.default_rng(i)
+            obs, next_obs = (rng.integers(0, 256, (2, 12, 12), dtype=np.uint8) for _ in range(2))
+            agent.observe(obs, agent.act(obs), float(rng.normal()), next_obs, False, False)
+            agent.learn()
+
+    straight = SQNAgent(space, gym.spaces.Discrete(2), cfg, device="cpu", seed=0)
+    run(straight, range(30))
+    resumed = SQNAgent(space, gym.spaces.Discrete(2), cfg, device="cpu", seed=0)
+    run(resumed, range(15))
+    resumed.save(tmp_path / "drq", include_replay=True)
+    resumed = SQNAgent.load(tmp_path / "drq", device="cpu")
+    run(resumed, range(15, 30))
+    assert straight.gradient_steps > 15
+    assert_same_state(snapshot(straight), snapshot(resumed))
