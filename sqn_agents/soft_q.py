@@ -1,6 +1,6 @@
 r"""The math of discrete soft Q-learning, as pure functions of tensors.
 
-Nothing here holds state or touches an optimizer; ``agent.py`` does the bookkeeping and
+Nothing here holds state or touches an optimizer; ``learner.py`` and ``actor.py`` do the bookkeeping and
 calls these. Every function works on Q tables of shape ``(B, D, N)``: ``B`` states, ``D``
 action dimensions (1 for a ``Discrete`` space, ``len(nvec)`` for ``MultiDiscrete``) and
 ``N`` actions per dimension. When the dimensions have different sizes the table is padded
