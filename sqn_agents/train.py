@@ -16,9 +16,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,10 +34,11 @@ import tyro
 
 from sqn_agents.agent import SQNAgent
 from sqn_agents.config import SQNConfig
+from sqn_agents.loop import GAME_KEY, evaluate, interact
 from sqn_agents.metrics import LearnMetrics
 
 # Cheap to import: ale-py and opencv are loaded only when an Atari env is built.
-from wrappers import GAME_INFO_KEY, AtariOptions, make_atari_env
+from wrappers import AtariOptions, make_atari_env
 
 METRIC_FIELDS = ["kind", "env_step", "wall_time", "episode_return", "episode_length",
                  "eval_return_mean", "eval_return_std", *LearnMetrics.names(), "steps_per_second"]
@@ -52,7 +57,7 @@ class TrainArgs:
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda[:N]'."""
     output_dir: str | None = None
-    """Run folder; default runs/<env>__<seed>."""
+    """Run folder; default runs/<env id with '/' replaced by '-'>__<seed> (runs/ALE-Pong-v5__0)."""
     num_envs: int = 1
     """Sub-envs of the gymnasium SyncVectorEnv that collects experience."""
     eval_every: int = 2_500
@@ -62,18 +67,23 @@ class TrainArgs:
     log_every: int = 1_000
     """Environment steps between rows of learner metrics in metrics.csv and TensorBoard."""
     checkpoint_every: int = 0
-    """Environment steps between checkpoints (0: only at the end)."""
+    """Environment steps between checkpoints (0: none by step count). A run also checkpoints at its
+    end, when stopped by SIGTERM or SIGINT, and every --checkpoint-minutes."""
+    checkpoint_minutes: float = 10.0
+    """Wall-clock minutes between checkpoints (0: none by time), so that a preempted long run loses at
+    most this much; an Atari-100k checkpoint with its replay takes a few seconds (docs/checkpoints.md)."""
     save_replay: bool = True
-    """Store the replay buffer in checkpoints, so that --resume continues exactly."""
+    """Store the replay buffer in checkpoints, so that --resume continues the agent exactly."""
     threads: int = 1
     """torch CPU threads; 1 is fastest for small networks and avoids contention on small machines."""
     progress: bool = True
     """Show a progress bar."""
     video: bool = False
-    """Record the first episode of every greedy evaluation to <run>/videos with gymnasium's RecordVideo
-    (needs moviepy: pip install "sqn-agents[video]")."""
+    """Record the first episode (for Atari: the first whole game) of every greedy evaluation to
+    <run>/videos with gymnasium's RecordVideo (needs moviepy: pip install "sqn-agents[video]")."""
     resume: str | None = None
-    """Continue the run in this folder from its checkpoint (flags from its args.json; total_steps may be raised)."""
+    """Continue the run in this folder from its checkpoint with the flags in its args.json; a flag given
+    on the command line beside --resume replaces the saved one (docs/checkpoints.md, "Preempted runs")."""
     flush_denormal: bool = True
     """Flush subnormal floats to zero on the CPU during the run: Adam's moments of dead ReLU units
     decay into subnormals, which x86 computes slowly (CartPole loop 1.17x faster; BENCHMARKS.md)."""
@@ -122,12 +132,8 @@ def make_env(env_id: str, atari: AtariOptions | None = None, **kwargs: Any) -> g
     return gym.make(env_id, **kwargs)
 
 
-# The info key under which wrappers.make_atari_env reports the unclipped score of a whole game.
-GAME_KEY = GAME_INFO_KEY
-
-
 def make_eval_env(args: TrainArgs, run_dir: Path) -> gym.Env:
-    """The greedy-evaluation env; with ``--video`` it records the first episode of each evaluation."""
+    """The greedy-evaluation env; with ``--video`` it records the first episode (game) of each evaluation."""
     if not args.video:
         return make_env(args.env_id, args.atari)
     try:
@@ -135,52 +141,67 @@ def make_eval_env(args: TrainArgs, run_dir: Path) -> gym.Env:
     except ImportError:
         raise ValueError('--video needs moviepy: pip install "sqn-agents[video]"') from None
     env = make_env(args.env_id, args.atari, render_mode="rgb_array")
-    return gym.wrappers.RecordVideo(env, str(run_dir / "videos"), name_prefix="eval",
-                                    episode_trigger=lambda episode: episode % args.eval_episodes == 0,
-                                    disable_logger=True)
+    return RecordGames(env, str(run_dir / "videos"), name_prefix="eval",
+                       episode_trigger=first_of_each_evaluation(args.eval_episodes), disable_logger=True)
 
 
-def evaluate(agent: SQNAgent, env: gym.Env, episodes: int, seed: int) -> list[float]:
-    """Greedy returns of ``episodes`` episodes, each starting from ``env.reset(seed=seed + i)``.
+def first_of_each_evaluation(eval_episodes: int):
+    """RecordVideo's episode trigger for evaluations of ``eval_episodes`` episodes: episodes 0,
+    ``eval_episodes``, 2 ``eval_episodes``, ... (counted in whole games under ``RecordGames``)."""
+    return lambda episode: episode % eval_episodes == 0
 
-    For Atari games from ``wrappers.make_atari_env`` an evaluation episode is a whole game:
-    a life loss that ends a training episode only starts the next life here, and the score
-    is the unclipped game score from ``info["game"]``.
+
+class RecordGames(gym.wrappers.RecordVideo):
+    """``RecordVideo`` whose episodes are whole games: a ``reset()`` that follows a lost life
+    (``terminated`` with ``info["life_loss"]`` and no ``info["game"]``, as ``loop.play_episodes``
+    continues an Atari game) neither ends the video nor counts as an episode for the trigger.
+
+    Plain ``RecordVideo`` counts every ``reset()``: with the Atari wrappers' life-loss episodes it
+    recorded single lives, at the trigger's count of lives rather than of games.
     """
-    returns = []
-    with agent.evaluating():
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            total = 0.0
-            while True:
-                obs, reward, terminated, truncated, info = env.step(agent.act(obs))
-                total += float(reward)
-                if GAME_KEY in info:  # the real game ended
-                    returns.append(float(info[GAME_KEY]["r"]))
-                    break
-                if terminated and info.get("life_loss", False):  # only a life was lost: play on
-                    obs, _ = env.reset()
-                    continue
-                if terminated or truncated:
-                    returns.append(total)
-                    break
-    return returns
+
+    def __init__(self, env: gym.Env, *args: Any, **kwargs: Any) -> None:
+        super().__init__(env, *args, **kwargs)
+        self._life_lost = False
+
+    def step(self, action: Any):
+        obs, reward, terminated, truncated, info = super().step(action)
+        self._life_lost = bool(terminated and info.get("life_loss", False) and GAME_KEY not in info)
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if not self._life_lost:
+            return super().reset(seed=seed, options=options)
+        self._life_lost = False  # the same game goes on: keep recording into the same video
+        obs, info = self.env.reset(seed=seed, options=options)
+        if self.recording:
+            self._capture_frame()
+        return obs, info
 
 
 # ---------------------------------------------------------------------- outputs
 class RunLog:
-    """metrics.csv (appended to on resume) and TensorBoard, written side by side."""
+    """metrics.csv and TensorBoard, written side by side.
 
-    def __init__(self, run_dir: Path, append: bool) -> None:
+    On resume (``resume_step`` given) both continue the record of the interrupted run as if it
+    had never stopped: rows of metrics.csv past ``resume_step`` (written after the checkpoint the
+    run resumes from) are dropped, and TensorBoard purges its events past that step.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
         path = run_dir / "metrics.csv"
-        new = not (append and path.exists())
-        self.file = open(path, "w" if new else "a", newline="")
-        self.csv = csv.DictWriter(self.file, fieldnames=METRIC_FIELDS)
-        if new:
+        if resume_step is not None and path.exists():
+            truncate_metrics(path, resume_step)
+            self.file = open(path, "a", newline="")
+            self.csv = csv.DictWriter(self.file, fieldnames=METRIC_FIELDS)
+        else:
+            self.file = open(path, "w", newline="")
+            self.csv = csv.DictWriter(self.file, fieldnames=METRIC_FIELDS)
             self.csv.writeheader()
-        self.tb = SummaryWriter(str(run_dir / "tensorboard"))
+        purge = None if resume_step is None else resume_step + 1
+        self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
 
     def row(self, kind: str, step: int, wall: float, **values: float) -> None:
         self.csv.writerow({"kind": kind, "env_step": step, "wall_time": round(wall, 3), **values})
@@ -191,6 +212,31 @@ class RunLog:
     def close(self) -> None:
         self.file.close()
         self.tb.close()
+
+
+def truncate_metrics(path: Path, step: int) -> int:
+    """Drop the rows of a metrics.csv whose ``env_step`` is past ``step`` (atomically); returns how many.
+
+    The rows are rewritten under today's columns (``METRIC_FIELDS``), so a run started by an
+    older version that had fewer columns continues with empty cells for the new ones.
+    """
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        unknown = sorted(set(reader.fieldnames or ()) - set(METRIC_FIELDS))
+        if unknown:
+            raise ValueError(f"{path} has columns {unknown} that this sqn-train does not write "
+                             f"(it writes {METRIC_FIELDS}); resume it with the version that started it")
+        rows = list(reader)
+    kept = [r for r in rows if int(float(r["env_step"])) <= step]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        writer.writeheader()
+        writer.writerows(kept)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(rows) - len(kept)
 
 
 def read_metrics(path: Path) -> dict[str, list[dict[str, float]]]:
@@ -238,23 +284,133 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str, threshold:
     plt.close(fig)
 
 
-# ---------------------------------------------------------------------- the loop
-def _prepare_run(args: TrainArgs) -> tuple[TrainArgs, Path]:
-    """The run folder, and the args: the given ones, or on --resume those in the run's args.json."""
-    if args.resume is None:
-        run_dir = Path(args.output_dir or f"runs/{args.env_id.replace('/', '-')}__{args.seed}")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "args.json").write_text(json.dumps(_args_to_dict(args), indent=2))
-        return args, run_dir
+# ---------------------------------------------------------------------- flags and resume
+def flag_paths(cls: type | None = None) -> dict[str, str]:
+    """Every command-line spelling of every flag of ``TrainArgs`` -> the field's dotted path.
+
+    Follows tyro's naming: ``--total-steps`` / ``--total_steps`` -> ``total_steps``,
+    ``--config.learning-rate`` -> ``config.learning_rate``, and for booleans also the
+    ``no-`` form (``--no-progress``, ``--config.no-autotune-alpha``).
+    """
+    spellings: dict[str, str] = {}
+
+    def walk(klass: type, prefix: str) -> None:
+        hints = _field_types(klass)
+        for f in dataclasses.fields(klass):
+            path = prefix + f.name
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], path + ".")
+                continue
+            head, name = prefix.replace("_", "-"), f.name.replace("_", "-")
+            names = [name, f"no-{name}"] if hints[f.name] is bool else [name]
+            for n in names:
+                spellings[head + n] = path
+                spellings[(head + n).replace("-", "_")] = path
+    walk(cls or TrainArgs, "")
+    return spellings
+
+
+def _field_types(klass: type) -> dict[str, Any]:
+    import typing
+
+    return typing.get_type_hints(klass)
+
+
+def explicit_flags(argv: list[str]) -> frozenset[str]:
+    """The dotted paths of the ``TrainArgs`` fields that ``argv`` sets explicitly.
+
+    Read from the flag names in ``argv`` (``--flag value``, ``--flag=value``, ``--no-flag``), so a
+    flag given with its default value counts as given. Tokens that name no flag (values, typos that
+    tyro reports itself) are ignored.
+    """
+    spellings = flag_paths()
+    given = set()
+    for token in argv:
+        if token.startswith("--"):
+            name = token[2:].split("=", 1)[0]
+            if name in spellings:
+                given.add(spellings[name])
+    return frozenset(given)
+
+
+def _get(args: Any, path: str) -> Any:
+    for part in path.split("."):
+        args = getattr(args, part)
+    return args
+
+
+def _replace(args: Any, path: str, value: Any) -> Any:
+    head, _, rest = path.partition(".")
+    if not rest:
+        return dataclasses.replace(args, **{head: value})
+    return dataclasses.replace(args, **{head: _replace(getattr(args, head), rest, value)})
+
+
+def _differences_from_defaults(args: TrainArgs) -> frozenset[str]:
+    """The fields of ``args`` that differ from ``TrainArgs()``: what a caller of ``train`` set."""
+    default = TrainArgs()
+    return frozenset(p for p in set(flag_paths().values()) if _get(args, p) != _get(default, p))
+
+
+# Fields a resumed run cannot change: they define the agent in the checkpoint, its envs and the folder.
+FIXED_ON_RESUME = ("env_id", "output_dir", "preset", "atari.", "config.")
+
+
+def resume_args(args: TrainArgs, explicit: Collection[str]) -> tuple[TrainArgs, dict[str, tuple[Any, Any]]]:
+    """The args of a resumed run: those in ``<args.resume>/args.json``, with each field in
+    ``explicit`` taken from ``args`` instead. Returns them and the changes, ``{path: (saved, new)}``.
+
+    One rule for every flag (``--total-steps``, ``--device``, ``--threads``, ``--progress``, ...).
+    The fields in ``FIXED_ON_RESUME`` may be given only with their saved value (ValueError otherwise).
+    """
     run_dir = Path(args.resume)
     if not (run_dir / "args.json").is_file():
         raise ValueError(f"--resume {run_dir}: no args.json there; expected a run folder written by sqn-train")
-    saved = json.loads((run_dir / "args.json").read_text())
-    saved["config"] = SQNConfig.from_dict(saved["config"])
-    saved["atari"] = AtariOptions(**saved.get("atari", {}))
-    resumed = dataclasses.replace(TrainArgs(**saved), resume=str(run_dir),
-                                  total_steps=max(args.total_steps, saved["total_steps"]), progress=args.progress)
-    return resumed, run_dir
+    saved_dict = json.loads((run_dir / "args.json").read_text())
+    saved_dict["config"] = SQNConfig.from_dict(saved_dict["config"])
+    saved_dict["atari"] = AtariOptions(**saved_dict.get("atari", {}))
+    saved = TrainArgs(**saved_dict)
+    changes: dict[str, tuple[Any, Any]] = {}
+    resumed = dataclasses.replace(saved, resume=str(run_dir))
+    for path in sorted(set(explicit) - {"resume"}):
+        old, new = _get(saved, path), _get(args, path)
+        if old == new:
+            continue
+        if path.startswith(FIXED_ON_RESUME):
+            flag = "--" + path.replace("_", "-")
+            raise ValueError(f"--resume {run_dir}: {flag} {new!r} differs from the run's {old!r}; the checkpoint's "
+                             f"agent, envs and folder keep their settings (start a new run to change it)")
+        changes[path] = (old, new)
+        resumed = _replace(resumed, path, new)
+    return resumed, changes
+
+
+def _prepare_run(args: TrainArgs, explicit: Collection[str] | None) -> tuple[TrainArgs, Path]:
+    """The run folder and the run's args (on --resume: args.json's, with the explicit flags applied).
+
+    Writes args.json: a resumed run records its new flags, so that a second resume continues them.
+    """
+    if args.resume is None:
+        run_dir = Path(args.output_dir or default_run_dir(args.env_id, args.seed))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(run_dir / "args.json", _args_to_dict(args))
+        return args, run_dir
+    args, changes = resume_args(args, _differences_from_defaults(args) if explicit is None else explicit)
+    run_dir = Path(args.resume)
+    if not (run_dir / "checkpoint" / "checkpoint.json").is_file():
+        raise ValueError(f"--resume {run_dir}: no checkpoint in {run_dir / 'checkpoint'} (the run stopped before "
+                         "its first checkpoint); start it again without --resume")
+    for path, (old, new) in changes.items():
+        print(f"--resume: {path} {old!r} -> {new!r} (given on the command line)")
+    used = {f.name: getattr(args, f.name) for f in dataclasses.fields(args) if f.name not in ("atari", "config")}
+    print("--resume: the run continues with " + ", ".join(f"{k}={v!r}" for k, v in used.items()), flush=True)
+    _write_json(run_dir / "args.json", _args_to_dict(dataclasses.replace(args, resume=None)))
+    return args, run_dir
+
+
+def default_run_dir(env_id: str, seed: int) -> str:
+    """``runs/<env id with '/' replaced by '-'>__<seed>``, e.g. ``runs/ALE-Pong-v5__0``."""
+    return f"runs/{env_id.replace('/', '-')}__{seed}"
 
 
 def _args_to_dict(args: TrainArgs) -> dict[str, Any]:
@@ -263,24 +419,103 @@ def _args_to_dict(args: TrainArgs) -> dict[str, Any]:
     return d
 
 
-def train(args: TrainArgs) -> dict[str, Any]:
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- signals
+class _EvaluationAbandoned(Exception):
+    """Raised by the signal handler inside an evaluation, which could otherwise take minutes."""
+
+
+class Preemption:
+    """SIGTERM and SIGINT while ``sqn-train`` runs: the first asks the loop to stop after the
+    current step (and abandons an evaluation in progress), so that a checkpoint is written; a
+    second one ends the process at once, by the signal itself, leaving the previous checkpoint.
+
+    A context manager; it installs its handlers only in the main thread (Python's rule) and
+    puts the previous handlers back on exit.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.in_evaluation = False
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum is not None else ""
+
+    def __enter__(self) -> Preemption:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:  # the second signal: die by it, now
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        self.signum = signum
+        # os.write, not print: the handler may interrupt a print to the same stream
+        os.write(2, f"\nsqn-train: {signal.Signals(signum).name} received; stopping after this step to write a "
+                    "checkpoint (send it again to exit at once, keeping the previous checkpoint)\n".encode())
+        if self.in_evaluation:
+            raise _EvaluationAbandoned
+
+    def evaluate(self, agent: SQNAgent, env: gym.Env, episodes: int, seed: int) -> list[float] | None:
+        """``loop.evaluate``, or None when a signal came before or during it."""
+        self.in_evaluation = True
+        try:
+            return None if self.signum is not None else evaluate(agent, env, episodes, seed)
+        except _EvaluationAbandoned:
+            return None
+        finally:
+            self.in_evaluation = False
+
+
+# ---------------------------------------------------------------------- the run
+def train(args: TrainArgs, explicit: Collection[str] | None = None) -> dict[str, Any]:
     """Run the training loop; returns the summary that is printed at the end.
 
-    With ``flush_denormal`` (the default) torch's process-wide flush-to-zero mode is on for
-    the run and off (torch's default) afterwards.
+    ``explicit``: on ``--resume``, the fields the user set (``explicit_flags(argv)``); None means
+    those that differ from ``TrainArgs()``'s defaults. With ``flush_denormal`` (the default)
+    torch's process-wide flush-to-zero mode is on for the run and off (torch's default) afterwards.
+    A run stopped by SIGTERM or SIGINT returns early with ``summary["stopped_by"]`` set.
     """
+    args, run_dir = _prepare_run(args, explicit)
     if not args.flush_denormal:
-        return _train(args)
+        return _train(args, run_dir)
     torch.set_flush_denormal(True)
     try:
-        return _train(args)
+        return _train(args, run_dir)
     finally:
         torch.set_flush_denormal(False)
 
 
-def _train(args: TrainArgs) -> dict[str, Any]:
+def _history(run_dir: Path, step: int) -> tuple[int, int, float, list[tuple[int, float]]]:
+    """From a resumed run's metrics.csv (already cut at ``step``): the steps of the last learner
+    row and the last evaluation, the last wall time, and the evaluations (step, mean) so far."""
+    rows = read_metrics(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else {}
+    last_log = max((int(r["env_step"]) for r in rows.get("learn", [])), default=0)
+    last_eval = max((int(r["env_step"]) for r in rows.get("eval", [])), default=0)
+    wall = max((r["wall_time"] for kind in rows.values() for r in kind), default=0.0)
+    evals = [(int(r["env_step"]), r["eval_return_mean"]) for r in rows.get("eval", [])]
+    return last_log, last_eval, wall, evals
+
+
+def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
-    args, run_dir = _prepare_run(args)
     envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id, args.atari) for _ in range(args.num_envs)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     eval_env = make_eval_env(args, run_dir)
@@ -294,54 +529,62 @@ def _train(args: TrainArgs) -> dict[str, Any]:
                               observation_space=envs.single_observation_space, action_space=envs.single_action_space)
         agent.vector_env_reset()  # the envs are new: no autoreset step is pending
     threshold = getattr(eval_env.spec, "reward_threshold", None) if eval_env.spec else None
-    log = RunLog(run_dir, append=args.resume is not None)
-
     start_step = agent.env_steps
+    log = RunLog(run_dir, resume_step=None if args.resume is None else start_step)
+    # The schedules continue from the record: a resumed run logs and evaluates where the interrupted one would have.
+    last_log, last_eval, wall_before, evals = _history(run_dir, start_step) if args.resume else (0, 0, 0.0, [])
+    last_ckpt, last_ckpt_time = start_step, time.monotonic()
+
     obs, _ = envs.reset(seed=args.seed + start_step)
     recent = deque(maxlen=20)
-    evals: list[tuple[int, float]] = []
     metrics: dict[str, float] = {}
-    t0, last_log, last_eval, last_ckpt = time.perf_counter(), start_step, start_step, start_step
+    t0 = time.perf_counter()
     from tqdm import tqdm
 
     bar = tqdm(total=args.total_steps, initial=start_step, unit="step", disable=not args.progress, dynamic_ncols=True)
-    while agent.env_steps < args.total_steps:
-        actions = agent.act(obs)
-        next_obs, rewards, terminated, truncated, infos = envs.step(actions)
-        before = agent.env_steps
-        agent.observe(obs, actions, rewards, next_obs, terminated, truncated, info=infos)
-        metrics = agent.learn() or metrics
-        obs = next_obs
-        step = agent.env_steps
-        bar.update(step - before)
-        wall = time.perf_counter() - t0
-        if f"_{score_key}" in infos:
-            for i in np.flatnonzero(infos[f"_{score_key}"]):
-                ret, length = float(infos[score_key]["r"][i]), int(infos[score_key]["l"][i])
-                recent.append(ret)
-                log.row("train", step, wall, episode_return=ret, episode_length=length)
-        if metrics and step - last_log >= args.log_every:
-            last_log = step
-            log.row("learn", step, wall, steps_per_second=(step - start_step) / wall, **metrics)
-            bar.set_postfix(ret=f"{np.mean(recent):.1f}" if recent else "-", alpha=f"{metrics['alpha']:.3g}",
-                            entropy=f"{metrics['entropy']:.3f}", refresh=False)
-        if args.eval_every and (step - last_eval >= args.eval_every or step >= args.total_steps):
-            last_eval = step
-            rets = evaluate(agent, eval_env, args.eval_episodes, seed=10_000 + args.seed)
-            evals.append((step, float(np.mean(rets))))
-            log.row("eval", step, wall, eval_return_mean=float(np.mean(rets)), eval_return_std=float(np.std(rets)))
-            bar.write(f"step {step:>8}: greedy evaluation return {np.mean(rets):.1f} ± {np.std(rets):.1f}")
-        if args.checkpoint_every and step - last_ckpt >= args.checkpoint_every:
-            last_ckpt = step
-            agent.save(run_dir / "checkpoint", include_replay=args.save_replay)
-    bar.close()
-    wall = time.perf_counter() - t0
-    agent.save(run_dir / "checkpoint", include_replay=args.save_replay)
-    log.close()
+    with Preemption() as preemption:
+        steps: Iterator = interact(agent, envs, obs)
+        while agent.env_steps < args.total_steps and preemption.signum is None:
+            before = agent.env_steps
+            s = next(steps)
+            metrics = s.metrics or metrics
+            step = agent.env_steps
+            bar.update(step - before)
+            elapsed = time.perf_counter() - t0
+            wall = wall_before + elapsed
+            if f"_{score_key}" in s.info:
+                for i in np.flatnonzero(s.info[f"_{score_key}"]):
+                    ret, length = float(s.info[score_key]["r"][i]), int(s.info[score_key]["l"][i])
+                    recent.append(ret)
+                    log.row("train", step, wall, episode_return=ret, episode_length=length)
+            if metrics and step - last_log >= args.log_every:
+                last_log = step
+                log.row("learn", step, wall, steps_per_second=(step - start_step) / elapsed, **metrics)
+                bar.set_postfix(ret=f"{np.mean(recent):.1f}" if recent else "-", alpha=f"{metrics['alpha']:.3g}",
+                                entropy=f"{metrics['entropy']:.3f}", refresh=False)
+            if args.eval_every and (step - last_eval >= args.eval_every or step >= args.total_steps):
+                rets = preemption.evaluate(agent, eval_env, args.eval_episodes, seed=10_000 + args.seed)
+                if rets is not None:  # (None: abandoned by a signal; the resumed run evaluates at its first step)
+                    last_eval = step
+                    evals.append((step, float(np.mean(rets))))
+                    log.row("eval", step, wall, eval_return_mean=float(np.mean(rets)),
+                            eval_return_std=float(np.std(rets)))
+                    bar.write(f"step {step:>8}: greedy evaluation return {np.mean(rets):.1f} ± {np.std(rets):.1f}")
+            by_steps = args.checkpoint_every and step - last_ckpt >= args.checkpoint_every
+            by_time = args.checkpoint_minutes and time.monotonic() - last_ckpt_time >= 60 * args.checkpoint_minutes
+            if (by_steps or by_time) and step < args.total_steps and preemption.signum is None:
+                last_ckpt, last_ckpt_time = step, time.monotonic()
+                agent.save(run_dir / "checkpoint", include_replay=args.save_replay)
+        bar.close()
+        elapsed = time.perf_counter() - t0
+        agent.save(run_dir / "checkpoint", include_replay=args.save_replay)
+        log.close()
     envs.close()
     eval_env.close()
-    plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png",
-                        f"SQN on {args.env_id} (seed {args.seed})", threshold)
+    stopped_by = preemption.name or None
+    if stopped_by is None:
+        plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png",
+                            f"SQN on {args.env_id} (seed {args.seed})", threshold)
 
     reached = [s for s, m in evals if threshold is not None and m >= threshold]
     summary = {
@@ -349,14 +592,16 @@ def _train(args: TrainArgs) -> dict[str, Any]:
         "seed": args.seed,
         "env_steps": agent.env_steps,
         "gradient_steps": agent.gradient_steps,
-        "wall_time_s": round(wall, 1),
-        "steps_per_second": round((agent.env_steps - start_step) / wall, 1),
+        "wall_time_s": round(wall_before + elapsed, 1),
+        "steps_per_second": round((agent.env_steps - start_step) / elapsed, 1),
         "final_eval_return": evals[-1][1] if evals else None,
         "best_eval_return": max(m for _, m in evals) if evals else None,
         "eval_threshold": threshold,
         "steps_to_threshold": reached[0] if reached else None,
         "run_dir": str(run_dir),
     }
+    if stopped_by is not None:
+        summary["stopped_by"] = stopped_by
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -386,8 +631,16 @@ def parse_args(argv: list[str]) -> TrainArgs:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else list(argv))
-    print_summary(train(args))
+    """``sqn-train``. A run stopped by SIGTERM or SIGINT exits with status 128 + the signal's
+    number (143 for SIGTERM, 130 for SIGINT, as a shell reports a process killed by it)
+    after writing its checkpoint and printing how to resume it."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    summary = train(parse_args(argv), explicit=explicit_flags(argv))
+    print_summary(summary)
+    if "stopped_by" in summary:
+        print(f"\nStopped by {summary['stopped_by']} at step {summary['env_steps']}; the checkpoint is in "
+              f"{summary['run_dir']}/checkpoint. Continue with:\n  sqn-train --resume {summary['run_dir']}", flush=True)
+        sys.exit(128 + signal.Signals[summary["stopped_by"]].value)
 
 
 if __name__ == "__main__":
