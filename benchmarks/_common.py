@@ -13,7 +13,7 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,22 +124,9 @@ def steps_to(steps: Sequence[int], means: Sequence[float], threshold: float) -> 
 
 
 # ---------------------------------------------------------------------- evaluation
-def greedy_returns(policy: Callable[[Any], Any], env: Any, episodes: int, seed: int) -> list[float]:
-    """Episode returns of ``policy`` (obs -> action) on ``env``: episode i is reset with ``seed + i``.
-
-    The protocol of ``sqn_agents.train.evaluate`` (which SQN's runs use), so both sides of a
-    comparison play the same evaluation episodes.
-    """
-    returns = []
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-    return returns
+# Every script evaluates with sqn_agents.loop's protocol (episode i reset with seed + i, Atari games
+# played whole): SQN through ``loop.evaluate`` (directly or in sqn-train), a peer through
+# ``loop.play_episodes`` with its greedy policy, so both sides play the same evaluation episodes.
 
 
 def sb3_eval_callback(eval_env: Any, eval_every: int, episodes: int, seed: int, total_steps: int):
@@ -151,6 +138,8 @@ def sb3_eval_callback(eval_env: Any, eval_every: int, episodes: int, seed: int, 
     ``model.predict(obs, deterministic=True)``: the argmax of the Q network, no epsilon.
     """
     from stable_baselines3.common.callbacks import BaseCallback
+
+    from sqn_agents.loop import play_episodes
 
     class GreedyEval(BaseCallback):
         def __init__(self) -> None:
@@ -165,7 +154,7 @@ def sb3_eval_callback(eval_env: Any, eval_every: int, episodes: int, seed: int, 
             def policy(obs: Any) -> Any:
                 return self.model.predict(obs, deterministic=True)[0]
 
-            rets = greedy_returns(policy, eval_env, episodes, seed)
+            rets = play_episodes(policy, eval_env, episodes, seed)
             self.evals.append((step, float(np.mean(rets)), float(np.std(rets))))
             return True
 

@@ -1,8 +1,8 @@
 """The training and evaluation protocol shared by the MultiDiscrete benchmarks.
 
 ``multidiscrete_ablation.py`` and ``multidiscrete_vs_flat.py`` both train an ``SQNAgent`` in a
-plain act / observe / learn loop on the hand-written tasks of ``tests/envs.py`` and evaluate
-the greedy policy every ``eval_every`` steps on the same evaluation episodes (episode ``i``
+the act / observe / learn loop of ``sqn_agents.loop.interact`` on the hand-written tasks of ``tests/envs.py`` and evaluate
+the greedy policy (``sqn_agents.loop.evaluate``) every ``eval_every`` steps on the same evaluation episodes (episode ``i``
 is reset with seed ``10_000 + i``) for every variant and seed.
 """
 
@@ -18,12 +18,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from _common import ROOT, eval_auc, greedy_returns
+from _common import ROOT, eval_auc
 
 sys.path.insert(1, str(ROOT / "tests"))
 from envs import MatchTargetsEnv, ReachGoalEnv  # noqa: E402
 
 from sqn_agents import SQNAgent, SQNConfig  # noqa: E402
+from sqn_agents.loop import evaluate, interact  # noqa: E402
 
 EVAL_SEED = 10_000
 
@@ -78,21 +79,15 @@ def run(
         env, eval_env = wrap(env), wrap(eval_env)
     agent = SQNAgent(env.observation_space, env.action_space, config, device="cpu", seed=seed)
 
-    def policy(obs: Any) -> Any:
-        return agent.act(obs, deterministic=True)
-
     eval_steps, eval_means = [], []
     obs, _ = env.reset(seed=seed)
     start = time.perf_counter()
-    for t in range(1, steps + 1):
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        agent.observe(obs, action, reward, next_obs, terminated, truncated)
-        agent.learn()
-        obs = env.reset()[0] if terminated or truncated else next_obs
+    for t, _ in enumerate(interact(agent, env, obs), start=1):
         if t % eval_every == 0 or t == steps:
             eval_steps.append(t)
-            eval_means.append(float(np.mean(greedy_returns(policy, eval_env, eval_episodes, EVAL_SEED))))
+            eval_means.append(float(np.mean(evaluate(agent, eval_env, eval_episodes, EVAL_SEED))))
+        if t == steps:
+            break
     return {
         "seed": seed,
         "eval_steps": eval_steps,

@@ -13,7 +13,8 @@ FIRE on reset, an episode per life, clipped rewards, 4x84x84 uint8 stacks) and N
 * ``ale_vector``: ``make_atari_vector_env(game, n)``, C++ preprocessing and stacking, worker
   threads (ale-py's default: ``min(n, CPU count)``).
 
-Loop: ``agent.act(obs) -> envs.step -> agent.observe(..., info=info) -> agent.learn()`` with
+Loop: ``sqn_agents.loop.interact`` (``agent.act(obs) -> envs.step -> agent.observe(..., info=info) ->
+agent.learn()``) with
 ``SQNConfig(batch_size=32, buffer_size=20_000, learning_starts=500, train_freq=4)`` (the Nature
 CNN chosen for the image space, frame-deduplicated replay, one gradient step per 4 stored
 transitions), CPU, ``torch.set_num_threads(1)``. Each (route, n) keeps one agent and one env
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import time
 import warnings
 from typing import Any
@@ -43,6 +45,7 @@ import torch
 from _common import RESULTS_DIR, machine_info, median, print_result, write_json
 
 from sqn_agents import SQNAgent, SQNConfig
+from sqn_agents.loop import interact
 from wrappers import make_atari_env, make_atari_vector_env
 
 ROUTES = ("async", "ale_vector")
@@ -56,28 +59,38 @@ def make_envs(route: str, game: str, n: int) -> gym.vector.VectorEnv:
     return make_atari_vector_env(game, n)
 
 
+class TimedStep(gym.vector.VectorWrapper):
+    """Adds up the seconds spent in the wrapped vector env's ``step``."""
+
+    def __init__(self, envs: gym.vector.VectorEnv) -> None:
+        super().__init__(envs)
+        self.seconds = 0.0
+
+    def step(self, actions: Any):
+        t0 = time.perf_counter()
+        out = self.env.step(actions)
+        self.seconds += time.perf_counter() - t0
+        return out
+
+
 class Loop:
     """One env set and its agent, stepped through the whole training loop."""
 
     def __init__(self, route: str, game: str, n: int, seed: int) -> None:
-        self.envs = make_envs(route, game, n)
+        self.envs = TimedStep(make_envs(route, game, n))
         self.n = n
-        self.step_time = 0.0  # seconds spent in envs.step
         self.agent = SQNAgent(self.envs.single_observation_space, self.envs.single_action_space, SQNConfig(**CONFIG),
                               device="cpu", seed=seed, autoreset_mode=self.envs.metadata["autoreset_mode"])
-        self.obs, _ = self.envs.reset(seed=seed)
+        self.steps = interact(self.agent, self.envs, self.envs.reset(seed=seed)[0])
+
+    @property
+    def step_time(self) -> float:
+        """Seconds spent in envs.step."""
+        return self.envs.seconds
 
     def run(self, vector_steps: int) -> None:
-        agent, envs, obs = self.agent, self.envs, self.obs
-        for _ in range(vector_steps):
-            actions = agent.act(obs)
-            t0 = time.perf_counter()
-            next_obs, rewards, terminated, truncated, info = envs.step(actions)
-            self.step_time += time.perf_counter() - t0
-            agent.observe(obs, actions, rewards, next_obs, terminated, truncated, info=info)
-            agent.learn()
-            obs = next_obs
-        self.obs = obs
+        for _ in itertools.islice(self.steps, vector_steps):
+            pass
 
     def warm_up(self, extra: int) -> None:
         while self.agent.env_steps < CONFIG["learning_starts"] + extra:

@@ -28,7 +28,7 @@ architecture and weights):
 ``agent.learn()`` is timed with the cadence set so that exactly one gradient step is due
 (``env_steps`` is advanced by one before each call, outside the timed region).
 
-The whole-loop share: the README's loop (act, env.step, observe, learn) runs ``--loop-steps``
+The whole-loop share: ``sqn_agents.loop.interact`` (act, env.step, observe, learn) runs ``--loop-steps``
 steps after the warm-up, each step timed; time outside the env and the networks is
 ``loop - env.step - bare act - bare gradient step`` (all medians; one act and one gradient
 step per env step). The last line is ``RESULT {json}``; full runs also write it to
@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from _common import RESULTS_DIR, machine_info, median, print_result, write_json
 
 from sqn_agents import SQNAgent, SQNConfig
+from sqn_agents.loop import interact
 
 ENV_ID = "CartPole-v1"
 
@@ -201,6 +202,24 @@ def summarize(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
                 "p90_us": round(float(np.percentile(v, 90)), 2), "n": len(v)} for k, v in samples.items()}
 
 
+class TimedStep:
+    """The env with the duration of each ``step`` recorded (µs); a plain object rather than a
+    gym.Wrapper, so that the loop's timing gains no wrapper layer."""
+
+    def __init__(self, env: gym.Env) -> None:
+        self.env = env
+        self.step_us: list[float] = []
+
+    def reset(self, **kwargs: Any) -> Any:
+        return self.env.reset(**kwargs)
+
+    def step(self, action: Any) -> Any:
+        t0 = time.perf_counter_ns()
+        out = self.env.step(action)
+        self.step_us.append((time.perf_counter_ns() - t0) / 1e3)
+        return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=3_000, help="timed calls per operation (learn: reps / 3)")
@@ -282,21 +301,15 @@ def main() -> None:
         before=one_due))
 
     # whole loop ------------------------------------------------------------------------------
-    obs, _ = env.reset(seed=a.seed + 1)
-    loop_t, env_t = [], []
+    timed = TimedStep(env)
+    loop_t = []
     agent.learn()  # nothing pending before the loop starts
-    for _ in range(a.loop_steps):
+    steps = interact(agent, timed, timed.reset(seed=a.seed + 1)[0])
+    for _ in range(a.loop_steps):  # one step of sqn_agents.loop.interact: act, env.step, observe, learn, reset
         t0 = time.perf_counter_ns()
-        action = agent.act(obs)
-        t1 = time.perf_counter_ns()
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        t2 = time.perf_counter_ns()
-        agent.observe(obs, action, reward, next_obs, terminated, truncated)
-        agent.learn()
-        obs = env.reset()[0] if terminated or truncated else next_obs
-        t3 = time.perf_counter_ns()
-        loop_t.append((t3 - t0) / 1e3)
-        env_t.append((t2 - t1) / 1e3)
+        next(steps)
+        loop_t.append((time.perf_counter_ns() - t0) / 1e3)
+    env_t = timed.step_us
     # Medians throughout: the loop's median step against the parts' medians (a step with an
     # episode reset or a slow outlier would otherwise count against the overhead).
     loop_med, loop_mean = median(loop_t), float(np.mean(loop_t))

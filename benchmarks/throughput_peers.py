@@ -11,7 +11,7 @@ Systems (each a fresh learner per repeat, the same fixed budget of env steps):
 * ``sqn-train``: ``sqn_agents.train.train`` (the ``sqn-train`` loop: a 1-env SyncVectorEnv,
   metrics.csv/TensorBoard logging every 1,000 steps, no evaluation); its own loop timing
   (checkpoint and plot after the loop are not counted).
-* ``sqn-loop``: the README's hand-written loop (act, env.step, observe, learn) on a plain env.
+* ``sqn-loop``: ``sqn_agents.loop.interact`` (act, env.step, observe, learn: the README's loop) on a plain env.
 * ``sb3-dqn``: ``stable_baselines3.DQN.learn`` (1-env DummyVecEnv + Monitor, as SB3 builds it).
 * ``tianshou-dsac``: Tianshou 2 ``DiscreteSAC`` with an ``OffPolicyTrainer`` (1-env DummyVectorEnv).
 * ``sqn-loop-ftz`` (only when named): ``sqn-loop`` under ``torch.set_flush_denormal(True)``.
@@ -33,6 +33,7 @@ import argparse
 import contextlib
 import importlib.util
 import io
+import itertools
 import tempfile
 import time
 import warnings
@@ -46,6 +47,7 @@ import torch
 from _common import RESULTS_DIR, machine_info, median, print_result, write_json
 
 from sqn_agents import SQNAgent, SQNConfig
+from sqn_agents.loop import interact
 from sqn_agents.train import TrainArgs, make_env, train
 
 ALL_SYSTEMS = ("sqn-train", "sqn-loop", "sb3-dqn", "tianshou-dsac")
@@ -84,12 +86,8 @@ def run_sqn_loop(env_id: str, steps: int, seed: int, m: dict[str, Any], tmp: Pat
     agent = SQNAgent(env.observation_space, env.action_space, sqn_config(m, replay), device="cpu", seed=seed)
     obs, _ = env.reset(seed=seed)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        action = agent.act(obs)
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        agent.observe(obs, action, reward, next_obs, terminated, truncated)
-        agent.learn()
-        obs = env.reset()[0] if terminated or truncated else next_obs
+    for _ in itertools.islice(interact(agent, env, obs), steps):
+        pass
     wall = time.perf_counter() - t0
     env.close()
     return wall, agent.gradient_steps

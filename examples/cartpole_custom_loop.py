@@ -1,5 +1,8 @@
 """Train SQN on CartPole-v1 in a hand-written loop: act, step, observe, learn.
 
+The loop is written out here to show the agent's interface; ``sqn_agents.loop.interact`` is
+the same loop as a generator (what ``sqn-train`` and the benchmarks use).
+
     python examples/cartpole_custom_loop.py              # 30k steps, about two minutes on a laptop CPU
     python examples/cartpole_custom_loop.py --steps 3000 # a quick look
 """
@@ -13,6 +16,7 @@ import numpy as np
 import torch
 
 from sqn_agents import SQNAgent, SQNConfig
+from sqn_agents.loop import evaluate
 
 
 def main() -> None:
@@ -46,16 +50,7 @@ def main() -> None:
 
     agent.save(args.out)
     agent = SQNAgent.load(args.out, observation_space=env.observation_space, action_space=env.action_space)
-    with agent.evaluating():  # greedy actions
-        scores = []
-        for i in range(10):
-            obs, _ = env.reset(seed=1_000 + i)
-            done, total = False, 0.0
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
-                total += float(reward)
-                done = terminated or truncated
-            scores.append(total)
+    scores = evaluate(agent, env, episodes=10, seed=1_000)  # greedy actions (sqn_agents.loop.evaluate)
     print(f"\n{args.steps} steps in {elapsed:.0f} s ({args.steps / elapsed:.0f} steps/s), "
           f"{agent.gradient_steps} gradient steps")
     print(f"training return, last {len(returns)} episodes: {np.mean(returns):.1f}")

@@ -12,8 +12,8 @@ the subject is in a wide shot, 1.0 when it is in a tight shot and 0 when it is o
 zooming in pays only when the camera is exactly on the subject, so the best zoom depends on
 the pan and tilt (the components interact). An episode lasts 32 steps.
 
-SQN learns one Q head per component (see docs/multidiscrete.md) in an ordinary
-act / observe / learn loop:
+SQN learns one Q head per component (see docs/multidiscrete.md) in the ordinary
+act / observe / learn loop of ``sqn_agents.loop.interact``:
 
     python examples/multidiscrete_custom_env.py              # about 30-60 s on one CPU thread
     python examples/multidiscrete_custom_env.py --steps 2000
@@ -31,6 +31,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from sqn_agents import SQNAgent, SQNConfig
+from sqn_agents.loop import interact, play_episodes
 
 
 class CameraTrackingEnv(gym.Env):
@@ -83,16 +84,8 @@ def oracle_action(env: CameraTrackingEnv) -> np.ndarray:
 
 
 def evaluate(policy, env: CameraTrackingEnv, episodes: int, seed: int) -> float:
-    """Mean return of ``policy`` (obs -> action) over ``episodes`` fixed episodes."""
-    total = 0.0
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done = False
-        while not done:
-            obs, reward, terminated, truncated, _ = env.step(policy(obs))
-            total += reward
-            done = terminated or truncated
-    return total / episodes
+    """Mean return of ``policy`` (obs -> action) over ``episodes`` fixed episodes (``loop.play_episodes``)."""
+    return float(np.mean(play_episodes(policy, env, episodes, seed)))
 
 
 def main() -> None:
@@ -115,19 +108,18 @@ def main() -> None:
     before = evaluate(greedy, eval_env, 20, seed=10_000)
     obs, _ = env.reset(seed=args.seed)
     episode_return, returns, start = 0.0, [], time.perf_counter()
-    for step in range(1, args.steps + 1):
-        action = agent.act(obs)  # e.g. array([ 1, -1,  0]): pan right, tilt down, wide shot
-        next_obs, reward, terminated, truncated, _ = env.step(action)
-        agent.observe(obs, action, reward, next_obs, terminated, truncated)
-        metrics = agent.learn()
-        episode_return += reward
-        obs = next_obs
-        if terminated or truncated:
+    # each t.action is e.g. array([ 1, -1,  0]): pan right, tilt down, wide shot
+    for step, t in enumerate(interact(agent, env, obs), start=1):
+        metrics = t.metrics
+        episode_return += t.reward
+        if t.terminated or t.truncated:  # (interact resets the env)
             returns.append(episode_return)
-            obs, episode_return = env.reset()[0], 0.0
+            episode_return = 0.0
         if step % 2_000 == 0:
             print(f"step {step:6d}  training return (last 20 episodes) {np.mean(returns[-20:]):5.2f}  "
                   f"alpha {metrics.get('alpha', float('nan')):.3f}  entropy {metrics.get('entropy', float('nan')):.2f}")
+        if step == args.steps:
+            break
     elapsed = time.perf_counter() - start
     after = evaluate(greedy, eval_env, 20, seed=10_000)
     oracle = evaluate(lambda obs: oracle_action(eval_env), eval_env, 20, seed=10_000)

@@ -132,17 +132,3 @@ class ReachGoalEnv(gym.Env):
         if arrived:
             self._new_goal()
         return self._obs(), float(arrived), self._t >= self.episode_length, False, {}
-
-
-def greedy_return(agent: Any, env: gym.Env, episodes: int, seed: int) -> float:
-    """Mean undiscounted return of ``agent``'s greedy policy over ``episodes`` episodes."""
-    total = 0.0
-    with agent.evaluating():
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + i)
-            done = False
-            while not done:
-                obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
-                total += reward
-                done = terminated or truncated
-    return total / episodes

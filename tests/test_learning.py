@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sqn_agents import SQNAgent, SQNConfig
-from sqn_agents.train import evaluate
+from sqn_agents.loop import evaluate
 
 
 @pytest.mark.slow

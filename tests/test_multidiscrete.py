@@ -18,10 +18,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from envs import MatchTargetsEnv, ReachGoalEnv, greedy_return
+from envs import MatchTargetsEnv, ReachGoalEnv
 from gymnasium.utils.env_checker import check_env
 
 from sqn_agents import SQNAgent, SQNConfig, soft_q
+from sqn_agents.loop import evaluate
 from sqn_agents.spaces import ActionCodec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -402,7 +403,7 @@ def test_native_multidiscrete_learns_the_contextual_task():
     eval_env = MatchTargetsEnv((3, 4, 5), start=(1, 0, -2))
     config = SQNConfig(replay="uniform", learning_starts=500)
     agent = SQNAgent(env.observation_space, env.action_space, config, device="cpu", seed=0)
-    untrained = greedy_return(agent, eval_env, 20, seed=10_000)
+    untrained = float(np.mean(evaluate(agent, eval_env, 20, seed=10_000)))
     obs, _ = env.reset(seed=0)
     for _ in range(2_500):
         action = agent.act(obs)
@@ -411,7 +412,7 @@ def test_native_multidiscrete_learns_the_contextual_task():
         agent.observe(obs, action, reward, next_obs, terminated, truncated)
         agent.learn()
         obs = env.reset()[0] if terminated or truncated else next_obs
-    trained = greedy_return(agent, eval_env, 20, seed=10_000)
+    trained = float(np.mean(evaluate(agent, eval_env, 20, seed=10_000)))
     # Returns lie in [0, 8]; uniformly random actions average 8 * (1/3 + 1/4 + 1/5) / 3 = 2.1.
     assert untrained < 4.0
     assert trained >= 7.0, f"greedy return after 2,500 steps is {trained:.2f} of 8 (untrained {untrained:.2f})"
