@@ -9,7 +9,8 @@ fresh files, fsyncs them, commits the manifest and deletes the previous files).
     python benchmarks/checkpoint_cost.py           # 100,000 transitions, ~0.7 GB per checkpoint
     python benchmarks/checkpoint_cost.py --quick   # 10,000 transitions
 
-The last line is ``RESULT {json}``; ``share_at_10_min`` is the median save time over the
+The last line is ``RESULT {json}`` (full runs also write it to
+``benchmarks/results/checkpoint_cost.json``); ``share_at_10_min`` is the median save time over the
 600 s between two of ``sqn-train``'s default wall-clock checkpoints (``--checkpoint-minutes 10``).
 """
 
@@ -25,7 +26,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from _common import machine_info, print_result
+from _common import RESULTS_DIR, machine_info, print_result, write_json
 from replay_memory import episodes
 
 from sqn_agents import SQNAgent
@@ -74,11 +75,13 @@ def main() -> None:
     save_s = statistics.median(saves)
     print(f"checkpoint {size / 1e9:.3f} GB on disk; save median {save_s:.2f} s ({size / 1e6 / save_s:.0f} MB/s), "
           f"load {load_s:.2f} s; every 10 minutes: {100 * save_s / 600:.2f}% of the run")
-    print_result({"benchmark": "checkpoint_cost", "quick": args.quick, "transitions": n,
-                  "replay_nbytes": agent.replay.nbytes, "checkpoint_bytes": size,
-                  "save_s": [round(s, 3) for s in saves], "save_s_median": round(save_s, 3),
-                  "load_s": round(load_s, 3), "share_at_10_min": round(save_s / 600, 5),
-                  "machine": machine_info()})
+    result = {"benchmark": "checkpoint_cost", "quick": args.quick, "transitions": n,
+              "replay_nbytes": agent.replay.nbytes, "checkpoint_bytes": size,
+              "save_s": [round(s, 3) for s in saves], "save_s_median": round(save_s, 3),
+              "load_s": round(load_s, 3), "share_at_10_min": round(save_s / 600, 5), "machine": machine_info()}
+    print_result(result)
+    if not args.quick and args.transitions is None:
+        write_json(RESULTS_DIR / "checkpoint_cost.json", result)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 
 Protocol (both algorithms): greedy evaluation every ``--eval-every`` env steps and at the end,
 ``--eval-episodes`` episodes, episode i of an evaluation reset with seed ``10_000 + seed + i``
-(``sqn_agents.train.evaluate``'s protocol; SB3 is evaluated by a callback that calls
+(``sqn_agents.loop.evaluate``'s protocol; SB3 is evaluated by a callback that calls
 ``model.predict(obs, deterministic=True)``). Reported per run: steps to a greedy mean of at
 least the threshold (CartPole: 475) and the area under the evaluation curve divided by the
 run length (the mean greedy return over the run; ``benchmarks/cartpole_seeds.py``'s definition).

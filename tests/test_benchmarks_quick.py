@@ -33,6 +33,7 @@ CASES = [
     ("replay_memory", ["replay_memory.py", "--quick"], []),
     ("atari_env_throughput", ["atari_env_throughput.py", "--quick"], ["ale_py"]),
     ("atari_overhead", ["atari_overhead.py", "--quick"], ["ale_py"]),
+    ("checkpoint_cost", ["checkpoint_cost.py", "--quick"], []),
 ]
 
 
@@ -68,5 +69,8 @@ def test_quick_mode_prints_result(args: list[str], needs: list[str]) -> None:
     if args[0] == "atari100k.py":
         row = result["table"]["Pong"]
         assert row["env_steps"] == [600] and -21 <= row["sqn_mean"] <= 21 and row["sac_discrete_paper"] == -20.98
+    if args[0] == "checkpoint_cost.py":
+        assert result["transitions"] == 10_000 and result["checkpoint_bytes"] > 84 * 84 * 10_000
+        assert result["save_s_median"] > 0 and result["load_s"] > 0
     if args[0] == "sample_efficiency.py":
         assert result["table"], "no runs in the quick sample-efficiency table"
