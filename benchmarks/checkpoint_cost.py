@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where to write the checkpoint (default: a temporary folder)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    machine = machine_info()
     n = args.transitions or (10_000 if args.quick else 100_000)
     repeats = args.repeats or (2 if args.quick else 3)
 
@@ -78,7 +79,7 @@ def main() -> None:
     result = {"benchmark": "checkpoint_cost", "quick": args.quick, "transitions": n,
               "replay_nbytes": agent.replay.nbytes, "checkpoint_bytes": size,
               "save_s": [round(s, 3) for s in saves], "save_s_median": round(save_s, 3),
-              "load_s": round(load_s, 3), "share_at_10_min": round(save_s / 600, 5), "machine": machine_info()}
+              "load_s": round(load_s, 3), "share_at_10_min": round(save_s / 600, 5), "machine": machine}
     print_result(result)
     if not args.quick and args.transitions is None:
         write_json(RESULTS_DIR / "checkpoint_cost.json", result)
