@@ -34,7 +34,7 @@ import tyro
 
 from sqn_agents.agent import SQNAgent
 from sqn_agents.config import SQNConfig
-from sqn_agents.loop import GAME_KEY, evaluate, interact
+from sqn_agents.loop import GAME_KEY, Step, evaluate, interact
 from sqn_agents.metrics import LearnMetrics
 
 # Cheap to import: ale-py and opencv are loaded only when an Atari env is built.
@@ -477,7 +477,11 @@ class Preemption:
         """``loop.evaluate``, or None when a signal came before or during it."""
         self.in_evaluation = True
         try:
-            return None if self.signum is not None else evaluate(agent, env, episodes, seed)
+            if self.signum is not None:
+                return None
+            returns = evaluate(agent, env, episodes, seed)
+            self.in_evaluation = False  # from here on a signal only sets the flag
+            return returns
         except _EvaluationAbandoned:
             return None
         finally:
@@ -534,6 +538,7 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     # The schedules continue from the record: a resumed run logs and evaluates where the interrupted one would have.
     last_log, last_eval, wall_before, evals = _history(run_dir, start_step) if args.resume else (0, 0, 0.0, [])
     last_ckpt, last_ckpt_time = start_step, time.monotonic()
+    saved_at = start_step if args.resume else None  # the step of the checkpoint on disk
 
     obs, _ = envs.reset(seed=args.seed + start_step)
     recent = deque(maxlen=20)
@@ -543,18 +548,18 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
 
     bar = tqdm(total=args.total_steps, initial=start_step, unit="step", disable=not args.progress, dynamic_ncols=True)
     with Preemption() as preemption:
-        steps: Iterator = interact(agent, envs, obs)
+        steps: Iterator[Step] = interact(agent, envs, obs)
         while agent.env_steps < args.total_steps and preemption.signum is None:
             before = agent.env_steps
-            s = next(steps)
-            metrics = s.metrics or metrics
+            out = next(steps)
+            metrics = out.metrics or metrics
             step = agent.env_steps
             bar.update(step - before)
             elapsed = time.perf_counter() - t0
             wall = wall_before + elapsed
-            if f"_{score_key}" in s.info:
-                for i in np.flatnonzero(s.info[f"_{score_key}"]):
-                    ret, length = float(s.info[score_key]["r"][i]), int(s.info[score_key]["l"][i])
+            if f"_{score_key}" in out.info:
+                for i in np.flatnonzero(out.info[f"_{score_key}"]):
+                    ret, length = float(out.info[score_key]["r"][i]), int(out.info[score_key]["l"][i])
                     recent.append(ret)
                     log.row("train", step, wall, episode_return=ret, episode_length=length)
             if metrics and step - last_log >= args.log_every:
@@ -573,11 +578,12 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
             by_steps = args.checkpoint_every and step - last_ckpt >= args.checkpoint_every
             by_time = args.checkpoint_minutes and time.monotonic() - last_ckpt_time >= 60 * args.checkpoint_minutes
             if (by_steps or by_time) and step < args.total_steps and preemption.signum is None:
-                last_ckpt, last_ckpt_time = step, time.monotonic()
                 agent.save(run_dir / "checkpoint", include_replay=args.save_replay)
+                last_ckpt, last_ckpt_time, saved_at = step, time.monotonic(), step
         bar.close()
-        elapsed = time.perf_counter() - t0
-        agent.save(run_dir / "checkpoint", include_replay=args.save_replay)
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        if saved_at != agent.env_steps:
+            agent.save(run_dir / "checkpoint", include_replay=args.save_replay)
         log.close()
     envs.close()
     eval_env.close()
