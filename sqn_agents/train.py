@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 from collections import deque
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
@@ -285,7 +286,7 @@ def plot_learning_curve(metrics_csv: Path, out_png: Path, title: str, threshold:
 
 
 # ---------------------------------------------------------------------- flags and resume
-def flag_paths(cls: type | None = None) -> dict[str, str]:
+def flag_paths() -> dict[str, str]:
     """Every command-line spelling of every flag of ``TrainArgs`` -> the field's dotted path.
 
     Follows tyro's naming: ``--total-steps`` / ``--total_steps`` -> ``total_steps``,
@@ -295,7 +296,7 @@ def flag_paths(cls: type | None = None) -> dict[str, str]:
     spellings: dict[str, str] = {}
 
     def walk(klass: type, prefix: str) -> None:
-        hints = _field_types(klass)
+        hints = typing.get_type_hints(klass)
         for f in dataclasses.fields(klass):
             path = prefix + f.name
             if dataclasses.is_dataclass(hints[f.name]):
@@ -306,14 +307,9 @@ def flag_paths(cls: type | None = None) -> dict[str, str]:
             for n in names:
                 spellings[head + n] = path
                 spellings[(head + n).replace("-", "_")] = path
-    walk(cls or TrainArgs, "")
+
+    walk(TrainArgs, "")
     return spellings
-
-
-def _field_types(klass: type) -> dict[str, Any]:
-    import typing
-
-    return typing.get_type_hints(klass)
 
 
 def explicit_flags(argv: list[str]) -> frozenset[str]:
