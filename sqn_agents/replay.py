@@ -76,48 +76,38 @@ def check_links(links: np.ndarray, own: np.ndarray, added: int, name: str) -> No
 class StreamTails:
     """Per stream (vector sub-env id), the logical index of its last stored row that did not end an episode.
 
-    Kept as two sorted arrays rather than a dict so that ``add`` stays vectorised.
+    A dense array indexed by stream id (sub-env ids are small non-negative integers), so that
+    looking streams up and updating them are single fancy-indexing operations in ``add``.
     """
 
     def __init__(self) -> None:
-        self.ids = np.zeros(0, np.int64)
-        self.rows = np.zeros(0, np.int64)
+        self.rows = np.zeros(0, np.int64)  # -1: no open row
+
+    def grow(self, top: int) -> np.ndarray:
+        """Make room for stream ids below ``top``; returns the table."""
+        if top > len(self.rows):
+            self.rows = np.concatenate([self.rows, np.full(top - len(self.rows), -1, np.int64)])
+        return self.rows
 
     def lookup(self, env_ids: np.ndarray) -> np.ndarray:
-        """The remembered row of each stream in ``env_ids``, -1 where none."""
-        if not len(self.ids):
-            return np.full(len(env_ids), -1, np.int64)
-        at = np.minimum(np.searchsorted(self.ids, env_ids), len(self.ids) - 1)
-        return np.where(self.ids[at] == env_ids, self.rows[at], -1)
+        """The remembered row of each stream in ``env_ids``, -1 where none (grows the table as needed)."""
+        return self.grow(int(env_ids.max()) + 1)[env_ids]
 
     def update(self, env_ids: np.ndarray, rows: np.ndarray, done: np.ndarray) -> None:
-        """After adding ``rows`` (logical, in time order per stream): remember each stream's last row,
-        forget streams whose last row ended an episode."""
-        order = np.argsort(env_ids, kind="stable")
-        e, r, d = env_ids[order], rows[order], done[order]
-        last = np.ones(len(e), bool)
-        last[:-1] = e[1:] != e[:-1]
-        e, r, d = e[last], r[last], d[last]
-        keep = ~np.isin(self.ids, e)
-        ids = np.concatenate([self.ids[keep], e[~d]])
-        tails = np.concatenate([self.rows[keep], r[~d]])
-        by_id = np.argsort(ids)
-        self.ids, self.rows = ids[by_id], tails[by_id]
-
-    def forget_before(self, oldest: int) -> None:
-        """Drop streams whose remembered row is older than ``oldest`` (it may have been overwritten)."""
-        fresh = self.rows >= oldest
-        self.ids, self.rows = self.ids[fresh], self.rows[fresh]
+        """Remember ``rows`` (logical, one per stream, streams already looked up), or forget where ``done``."""
+        self.rows[env_ids] = np.where(done, -1, rows)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"stream_ids": self.ids.copy(), "stream_rows": self.rows.copy()}
+        ids = np.flatnonzero(self.rows >= 0)
+        return {"stream_ids": ids.astype(np.int64), "stream_rows": self.rows[ids]}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         ids = np.asarray(state["stream_ids"], np.int64).reshape(-1)
         rows = np.asarray(state["stream_rows"], np.int64).reshape(-1)
-        if ids.shape != rows.shape or (np.diff(ids) <= 0).any():
-            raise ValueError("replay state 'stream_ids'/'stream_rows' must be equally long, with sorted unique ids")
-        self.ids, self.rows = ids, rows
+        if ids.shape != rows.shape or (np.diff(ids) <= 0).any() or (ids < 0).any():
+            raise ValueError("replay state 'stream_ids'/'stream_rows' must be equally long, with sorted unique ids >= 0")
+        self.rows = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
+        self.rows[ids] = rows
 
 
 @runtime_checkable
@@ -236,7 +226,9 @@ class ReplayBuffer:
             self.added += n - self.capacity  # the dropped rows count as written and overwritten
             n = self.capacity
         logical = self.added + np.arange(n)
-        idx = logical % self.capacity
+        start = self.added % self.capacity
+        # a basic slice where the rows do not wrap around (most calls): much cheaper than fancy indexing
+        idx = slice(start, start + n) if start + n <= self.capacity else logical % self.capacity
         self.obs[idx] = obs
         self.next_obs[idx] = next_obs
         self.actions[idx] = np.reshape(actions, (n, -1))
@@ -250,23 +242,48 @@ class ReplayBuffer:
         self._link(logical, env_ids)
 
     def _link(self, logical: np.ndarray, env_ids: np.ndarray) -> None:
-        """Point each stream's previous row at its new row where the new ``obs`` continues it."""
-        self.tails.forget_before(self.added - self.size)  # rows overwritten since
-        order = np.argsort(env_ids, kind="stable")
-        e, rows = env_ids[order], logical[order]
-        prev = np.empty(len(rows), np.int64)
-        first = np.ones(len(e), bool)
-        first[1:] = e[1:] != e[:-1]
-        prev[~first] = rows[np.flatnonzero(~first) - 1]
-        prev[first] = self.tails.lookup(e[first])
+        """Point each stream's previous row at its new row where the new ``obs`` continues it.
+
+        The previous row of a stream is the one remembered from an earlier ``add``, or, when a
+        stream has several rows in this call, its row just before (found by a stable sort, done
+        only then: one row per sub-env is the common case).
+        """
+        if len(env_ids) == 1:  # one env's step: the same decisions on Python scalars (numpy's per-call cost dominates)
+            self._link_one(int(logical[0]), int(env_ids[0]))
+            return
+        if (env_ids < 0).any():
+            raise ValueError(f"env_ids must be non-negative stream ids, got {env_ids}")
+        prev = self.tails.lookup(env_ids)
+        prev = np.where(prev >= self.added - self.size, prev, -1)  # a row overwritten since is no predecessor
+        last = slice(None)  # the rows that end their stream's part of this call
+        if len(env_ids) > 1 and np.bincount(env_ids).max() > 1:
+            order = np.argsort(env_ids, kind="stable")
+            e = env_ids[order]
+            inner = np.flatnonzero(e[1:] == e[:-1]) + 1  # sorted positions with an earlier row of their stream
+            prev[order[inner]] = logical[order[inner - 1]]
+            ends = np.ones(len(e), bool)
+            ends[:-1] = e[1:] != e[:-1]
+            last = order[ends]
         has = np.flatnonzero(prev >= 0)
-        p, r = prev[has] % self.capacity, rows[has] % self.capacity
-        going = (self.terminated[p] == 0) & (self.truncated[p] == 0)
-        same = (self.next_obs[p] == self.obs[r]).all(axis=tuple(range(1, self.obs.ndim)))
-        linked = has[going & same]
-        self.succ[prev[linked] % self.capacity] = rows[linked]
-        done = (self.terminated[logical % self.capacity] != 0) | (self.truncated[logical % self.capacity] != 0)
-        self.tails.update(env_ids, logical, done)
+        if len(has):
+            p, r = prev[has] % self.capacity, logical[has] % self.capacity
+            keep = (self.terminated[p] == 0) & (self.truncated[p] == 0)
+            keep &= (self.next_obs[p] == self.obs[r]).reshape(len(has), -1).all(axis=1)
+            self.succ[p[keep]] = logical[has[keep]]
+        slots = logical[last] % self.capacity
+        self.tails.update(env_ids[last], logical[last], (self.terminated[slots] != 0) | (self.truncated[slots] != 0))
+
+    def _link_one(self, row: int, env_id: int) -> None:
+        """``_link`` for a single new row."""
+        if env_id < 0:
+            raise ValueError(f"env_ids must be non-negative stream ids, got {env_id}")
+        tails = self.tails.grow(env_id + 1)
+        prev, slot = int(tails[env_id]), row % self.capacity
+        if prev >= 0 and prev >= self.added - self.size:
+            p = prev % self.capacity
+            if not self.terminated[p] and not self.truncated[p] and (self.next_obs[p] == self.obs[slot]).all():
+                self.succ[p] = row
+        tails[env_id] = -1 if (self.terminated[slot] or self.truncated[slot]) else row
 
     def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99) -> Batch:
         """Sample ``batch_size`` transitions uniformly, with replacement.
@@ -343,6 +360,8 @@ class ReplayBuffer:
             check_links(succ, added - 1 - (added - 1 - np.arange(n)) % self.capacity, added, "succ")
             tails.load_state_dict(state)
             check_links(tails.rows, np.full(len(tails.rows), -1), added, "stream_rows")
+            if ((tails.rows >= 0) & (tails.rows < added - n)).any():
+                raise ValueError("replay state 'stream_rows' names rows that are no longer stored")
         for name in names:
             getattr(self, name)[:n] = state[name]
         self.succ[:] = -1
