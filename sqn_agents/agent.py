@@ -73,7 +73,7 @@ class SQNAgent:
     ) -> None:
         self.config = config if config is not None else SQNConfig()
         if not isinstance(self.config, SQNConfig):
-            raise ValueError(f"config must be an SQNConfig, got {type(self.config).__name__}")
+            raise TypeError(f"config must be an SQNConfig, got {type(self.config).__name__}")
         self.observation_space = check_observation_space(observation_space)
         self.action_space = action_space
         self.device = resolve_device(device)

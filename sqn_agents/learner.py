@@ -83,7 +83,7 @@ class Learner:
     ) -> None:
         self.config = cfg = config if config is not None else SQNConfig()
         if not isinstance(cfg, SQNConfig):
-            raise ValueError(f"config must be an SQNConfig, got {type(cfg).__name__}")
+            raise TypeError(f"config must be an SQNConfig, got {type(cfg).__name__}")
         self.observation_space = check_observation_space(observation_space)
         self.codec = ActionCodec(action_space)
         self.device = resolve_device(device)

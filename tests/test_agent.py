@@ -212,7 +212,7 @@ def test_unsupported_spaces_are_refused():
         SQNAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,)))
     with pytest.raises(TypeError, match="observation_space must be gymnasium.spaces.Box"):
         SQNAgent(gym.spaces.Discrete(3), gym.spaces.Discrete(2))
-    with pytest.raises(ValueError, match="config must be an SQNConfig"):
+    with pytest.raises(TypeError, match="config must be an SQNConfig"):
         SQNAgent(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2), {"gamma": 0.9})
 
 
