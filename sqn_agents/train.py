@@ -91,9 +91,10 @@ class TrainArgs:
     flush_denormal: bool = True
     """Flush subnormal floats to zero on the CPU during the run: Adam's moments of dead ReLU units
     decay into subnormals, which x86 computes slowly (CartPole loop 1.17x faster; BENCHMARKS.md)."""
-    preset: Literal["none", "atari-100k"] = "none"
+    preset: Literal["none", "atari-100k", "minatar"] = "none"
     """Start from a named set of defaults (PRESETS; flags given beside it still override them).
-    'atari-100k': the Atari-100k protocol, 100k agent steps (see README, "Atari-100k")."""
+    'atari-100k': the Atari-100k protocol, 100k agent steps (see README, "Atari-100k").
+    'minatar': MinAtar runs of 1M steps, evaluated every 50k (the learner: SQNConfig's defaults)."""
     atari: AtariOptions = field(default_factory=AtariOptions)
     """Settings of wrappers.make_atari_env for ALE ids (ignored for other envs). With life_loss='episodic'
     training episodes end at each lost life; evaluation always plays whole games and logs unclipped scores."""
@@ -118,6 +119,16 @@ PRESETS: dict[str, TrainArgs] = {
         atari=AtariOptions(repeat_action_probability=0.0),
         config=SQNConfig(batch_size=64, learning_rate=3e-4, learning_starts=20_000, train_freq=4,
                          gradient_steps=1, buffer_size=100_000),
+    ),
+    # MinAtar (Young & Tian 2019; gymnax's PPO numbers are at about 1M steps): 1M env steps, greedy evaluation of
+    # 10 episodes every 50k steps. The learner is SQNConfig's defaults: not yet tuned for MinAtar (BENCHMARKS.md).
+    "minatar": TrainArgs(
+        env_id="MinAtar/Breakout-v1",
+        total_steps=1_000_000,
+        eval_every=50_000,
+        eval_episodes=10,
+        log_every=5_000,
+        preset="minatar",
     ),
 }
 

@@ -134,3 +134,14 @@ def test_multidiscrete_doc_snippet_runs():
     namespace: dict = {}
     exec(compile(blocks[0], "docs/multidiscrete.md", "exec"), namespace)  # every name it uses is defined in it
     assert namespace["space"].contains(namespace["action"])
+
+
+def test_the_minatar_preset_sets_the_protocol_and_keeps_the_learner_defaults():
+    from sqn_agents import SQNConfig
+    from sqn_agents.train import parse_args
+
+    args = parse_args(["--preset", "minatar", "--env-id", "MinAtar/Asterix-v1"])
+    assert (args.preset, args.env_id, args.total_steps, args.eval_every, args.eval_episodes) == (
+        "minatar", "MinAtar/Asterix-v1", 1_000_000, 50_000, 10)
+    assert args.config == SQNConfig()
+    assert parse_args(["--preset=minatar", "--total-steps", "2000"]).total_steps == 2000
