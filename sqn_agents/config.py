@@ -64,6 +64,10 @@ class SQNConfig:
     n_step: int = 1
     """Steps of real reward before bootstrapping (>= 1): y = sum_{k<n} gamma^k r_{t+k} + gamma^n V'(s_{t+n}),
     cut at the end of an episode. Entropy enters only through V' (see README, "n-step returns")."""
+    soft_n_step: bool = False
+    """n-step returns also collect the entropy bonus of the states they pass through,
+    sum_{0<k<m} gamma^k alpha H(pi'(.|s_{t+k})), as the soft Bellman backup does at every step
+    (one target forward pass over n - 1 more states per update; README, "n-step returns")."""
     target_update_interval: int = 1
     """Gradient steps between target updates (>= 1); each is target <- (1 - tau) target + tau online.
     Hard updates (DQN's periodic copy): tau=1 with an interval such as 2000."""
@@ -108,7 +112,7 @@ class SQNConfig:
         _check_choice("augmentation", self.augmentation, ("none", "shift"))
         _check_range("munchausen_scale", self.munchausen_scale, 0.0, math.inf, low_open=False, high_open=True)
         _check_range("munchausen_clip", self.munchausen_clip, -math.inf, 0.0, low_open=True, high_open=True)
-        for name in ("autotune_alpha", "shared_alpha"):
+        for name in ("autotune_alpha", "shared_alpha", "soft_n_step"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 

@@ -64,7 +64,7 @@ import warnings
 import numpy as np
 
 from sqn_agents.layout import observation_layout
-from sqn_agents.replay import Batch, check_links, n_step_returns
+from sqn_agents.replay import Batch, check_links, mid_discounts, n_step_chain, n_step_returns
 
 # Rows handled per vectorised step of ``add``: bounds the temporaries of the pixel comparisons
 # (256 rows of 4x84x84 is 7 MB) for callers that add a long trajectory at once.
@@ -384,7 +384,7 @@ class FrameStackReplayBuffer:
             )
 
     # --- sampling ---------------------------------------------------------------------------
-    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99) -> Batch:
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99, intermediate: bool = False) -> Batch:
         """Sample ``batch_size`` transitions uniformly, with replacement (``n_step``: see ``ReplayBuffer.sample``)."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer; call add() first")
@@ -400,6 +400,12 @@ class FrameStackReplayBuffer:
             )
         last, returns, discounts = n_step_returns(self.succ, self.rewards, first, n_step, gamma)
         end = last % self.capacity
+        mid = {}
+        if intermediate:
+            chain, steps = n_step_chain(self.succ, first, n_step)
+            ids = self.next_frames[chain[:, :-1] % self.capacity]  # (B, n - 1, K)
+            mid = {"mid_obs": self._stacks(ids.reshape(-1, self.stack_size)).reshape(*ids.shape[:2], *self.obs_shape),
+                   "mid_discounts": mid_discounts(steps, n_step, gamma)}
         return Batch(
             obs=self._stacks(self.obs_frames[slots]),
             actions=self.actions[slots],
@@ -407,6 +413,7 @@ class FrameStackReplayBuffer:
             next_obs=self._stacks(self.next_frames[end]),
             terminated=self.terminated[end],
             discounts=discounts,
+            **mid,
         )
 
     def _stacks(self, frame_ids: np.ndarray) -> np.ndarray:

@@ -172,7 +172,7 @@ class Learner:
         if cfg.n_step == 1:
             batch = self.replay.sample(cfg.batch_size)
         else:
-            batch = self.replay.sample(cfg.batch_size, n_step=cfg.n_step, gamma=cfg.gamma)
+            batch = self.replay.sample(cfg.batch_size, n_step=cfg.n_step, gamma=cfg.gamma, intermediate=cfg.soft_n_step)
         tensors = (None if x is None else torch.from_numpy(np.ascontiguousarray(x)) for x in batch)  # no copy on the CPU
         if self.device.type != "cuda":
             return tuple(t if t is None else t.to(self.device) for t in tensors)
@@ -189,9 +189,11 @@ class Learner:
         Returns None, and changes nothing but ``counters.skipped_updates``, when the loss is not finite.
         """
         cfg = self.config
-        obs, actions, rewards, next_obs, terminated, discounts = self._batch_tensors()
+        obs, actions, rewards, next_obs, terminated, discounts, mid_obs, mid_discounts = self._batch_tensors()
         if self.augment_layout is not None:  # DrQ: obs and next_obs shifted independently
             obs, next_obs = self._augment(obs), self._augment(next_obs)
+            if mid_obs is not None:
+                mid_obs = self._augment(mid_obs.flatten(0, 1)).reshape(mid_obs.shape)
         alpha = self.alpha
 
         with torch.no_grad():
@@ -211,6 +213,11 @@ class Learner:
                 if cfg.multidiscrete_target == "mean":  # the branching target: one shared target per state
                     bonus = bonus.mean(dim=1, keepdim=True).expand_as(bonus)
                 target = target + bonus
+            if mid_obs is not None:  # soft n-step: the entropy bonus of the states on the way
+                flat = mid_obs.flatten(0, 1)
+                q_mid = torch.minimum(self.target_nets[0](flat), self.target_nets[1](flat))
+                target = target + soft_q.intermediate_entropy_bonus(
+                    q_mid.view(*mid_obs.shape[:2], *q_mid.shape[1:]), alpha, mid_discounts, self.mask)
 
         q1, q2 = self.q_nets[0](obs), self.q_nets[1](obs)
         q1_taken, q2_taken = soft_q.taken_q(q1, actions), soft_q.taken_q(q2, actions)

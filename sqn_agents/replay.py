@@ -34,6 +34,31 @@ class Batch(NamedTuple):
     next_obs: np.ndarray  # (B, *obs_shape), the observation to bootstrap from
     terminated: np.ndarray  # (B,) float32, 1.0 where the episode really ended (at the bootstrap step)
     discounts: np.ndarray | None = None  # (B,) float32 gamma**m for an m-step return; None: one step
+    # soft n-step returns (sample(..., intermediate=True)): the states s_{t+1} .. s_{t+n-1} and gamma**k for
+    # each, 0 where the return ended before reaching it
+    mid_obs: np.ndarray | None = None  # (B, n - 1, *obs_shape)
+    mid_discounts: np.ndarray | None = None  # (B, n - 1) float32
+
+
+def n_step_chain(succ: np.ndarray, first: np.ndarray, n_step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The logical rows of each n-step return that starts at ``first``: ``(B, n_step)`` (entries past
+    its end repeat its last row) and the number ``m`` of rows it has (``(B,)``, 1 to ``n_step``).
+
+    ``succ`` is the ring's per-slot array of successor links (slot = logical % len): ``m`` is
+    ``n_step`` unless the episode ended (terminated or truncated) or the stream's next step was
+    not stored yet. A link is only ever to a newer row of the same stream, so a valid first row
+    has valid successors.
+    """
+    capacity = len(succ)
+    chain = np.empty((len(first), n_step), np.int64)
+    chain[:, 0] = first
+    steps = np.ones(len(first), np.int64)
+    for k in range(1, n_step):  # a loop over the horizon, vectorised over the batch
+        nxt = succ[chain[:, k - 1] % capacity]
+        go = nxt >= 0
+        chain[:, k] = np.where(go, nxt, chain[:, k - 1])
+        steps += go
+    return chain, steps
 
 
 def n_step_returns(
@@ -48,19 +73,17 @@ def n_step_returns(
     next step was not stored yet. A link is only ever to a newer row of the same stream, so a
     valid first row has valid successors.
     """
-    capacity = len(succ)
-    last = np.asarray(first, dtype=np.int64)
-    ret = rewards[last % capacity].astype(np.float64)
-    steps = np.ones(len(last), np.int64)
-    for k in range(1, n_step):  # a loop over the horizon, vectorised over the batch
-        nxt = succ[last % capacity]
-        go = nxt >= 0
-        if not go.any():
-            break
-        last = np.where(go, nxt, last)
-        ret += np.where(go, gamma**k * rewards[last % capacity], 0.0)
-        steps += go
-    return last, ret.astype(np.float32), (gamma ** steps.astype(np.float64)).astype(np.float32)
+    chain, steps = n_step_chain(succ, np.asarray(first, dtype=np.int64), n_step)
+    k = np.arange(n_step)
+    ret = np.where(k < steps[:, None], gamma**k * rewards[chain % len(succ)].astype(np.float64), 0.0).sum(axis=1)
+    return chain[:, -1], ret.astype(np.float32), (gamma ** steps.astype(np.float64)).astype(np.float32)
+
+
+def mid_discounts(steps: np.ndarray, n_step: int, gamma: float) -> np.ndarray:
+    """``(B, n_step - 1)``: ``gamma**k`` for the intermediate states ``s_{t+k}`` (k = 1 .. n-1) a return
+    of ``steps`` rows passes through, 0 for those it does not reach."""
+    k = np.arange(1, n_step)
+    return np.where(k < steps[:, None], gamma**k, 0.0).astype(np.float32)
 
 
 def check_links(links: np.ndarray, own: np.ndarray, added: int, name: str) -> None:
@@ -141,7 +164,7 @@ class Replay(Protocol):
         env_ids: np.ndarray | None = None,
     ) -> None: ...
 
-    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99) -> Batch: ...
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99, intermediate: bool = False) -> Batch: ...
 
     def state_dict(self) -> dict[str, np.ndarray]: ...
 
@@ -285,12 +308,13 @@ class ReplayBuffer:
                 self.succ[p] = row
         tails[env_id] = -1 if (self.terminated[slot] or self.truncated[slot]) else row
 
-    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99) -> Batch:
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99, intermediate: bool = False) -> Batch:
         """Sample ``batch_size`` transitions uniformly, with replacement.
 
-        With ``n_step > 1`` each sampled row starts an n-step return (see ``n_step_returns``):
+        With ``n_step > 1`` each sampled row starts an n-step return (see ``n_step_chain``):
         ``rewards`` is the discounted sum, ``next_obs``/``terminated`` belong to the last step
-        reached and ``discounts`` holds ``gamma**m``.
+        reached and ``discounts`` holds ``gamma**m``; ``intermediate`` adds the states passed on
+        the way (``mid_obs``, ``mid_discounts``).
         """
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer; call add() first")
@@ -306,6 +330,11 @@ class ReplayBuffer:
         first = self.added - 1 - (self.added - 1 - idx) % self.capacity  # the logical index held in each slot
         last, returns, discounts = n_step_returns(self.succ, self.rewards, first, n_step, gamma)
         end = last % self.capacity
+        mid = {}
+        if intermediate:
+            chain, steps = n_step_chain(self.succ, first, n_step)
+            mid = {"mid_obs": self.next_obs[chain[:, :-1] % self.capacity],
+                   "mid_discounts": mid_discounts(steps, n_step, gamma)}
         return Batch(
             obs=self.obs[idx],
             actions=self.actions[idx],
@@ -313,6 +342,7 @@ class ReplayBuffer:
             next_obs=self.next_obs[end],
             terminated=self.terminated[end],
             discounts=discounts,
+            **mid,
         )
 
     # --- checkpointing: plain arrays and ints, no pickle -------------------------------

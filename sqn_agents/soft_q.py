@@ -138,6 +138,24 @@ def munchausen_bonus(
     return scale * taken_q(scaled, actions).clamp(min=clip, max=0.0)
 
 
+def intermediate_entropy_bonus(
+    q_mid: torch.Tensor, alpha: torch.Tensor | float, discounts: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``sum_k discounts_k * alpha * H(pi'(.|s_{t+k}))`` per action dimension: ``(B, D)``.
+
+    ``q_mid`` is ``min(Q1', Q2')`` at the intermediate states, ``(B, K, D, N)``; ``discounts`` is
+    ``(B, K)``, ``gamma^k`` for the states a return passes through and 0 for those it does not.
+    Added to an n-step target this puts back the entropy bonus the soft backup collects at each
+    step: ``V = E_pi[Q] + alpha H``, so unrolling ``Q = r + gamma V`` along the trajectory gives
+    ``r_t + gamma (alpha H_{t+1} + r_{t+1}) + ...`` (with the policy's expected entropy in place of
+    the sampled ``-alpha log pi(a_{t+k})`` of actions an older policy took).
+    """
+    b, k = q_mid.shape[:2]
+    flat = q_mid.reshape(b * k, *q_mid.shape[2:])
+    entropy = policy_entropy(boltzmann_log_policy(flat, alpha, mask), mask).reshape(b, k, -1)  # (B, K, D)
+    return (discounts.unsqueeze(-1) * _as_alpha(alpha, flat).reshape(1, 1, -1) * entropy).sum(dim=1)
+
+
 def taken_q(q: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Q values of the taken actions: ``q (..., B, D, N)``, ``actions (B, D)`` -> ``(..., B, D)``."""
     index = actions.unsqueeze(-1).expand(*q.shape[:-1], 1)

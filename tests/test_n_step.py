@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from sqn_agents import SQNAgent, SQNConfig
+from sqn_agents import SQNAgent, SQNConfig, soft_q
 from sqn_agents.frame_replay import FrameStackReplayBuffer
 from sqn_agents.replay import ReplayBuffer, n_step_returns
 
@@ -306,4 +306,96 @@ def test_learn_uses_the_n_step_and_munchausen_target(munchausen, space):
         y = y + munchausen * np.clip(taken, -0.5, 0.0)
     loss = sum(((np.take_along_axis(qi(net, b.obs), b.actions[:, :, None], -1)[..., 0] - y) ** 2).mean()
                for net in online)
+    assert metrics["q_loss"] == pytest.approx(loss, rel=1e-4)
+
+
+# ---------------------------------------------------------------------- soft n-step: entropy on the way
+def test_both_replays_sample_the_same_intermediate_states():
+    rng = np.random.default_rng(8)
+    history = History(2)
+    a, b = make_buffer("uniform", 2000, 2), make_buffer("frame_stack", 2000, 2)
+    for env_ids, *rows in history.stream_steps(rng, streams=3, calls=80):
+        a.add(*rows, env_ids)
+        b.add(*rows, env_ids)
+    x, y = (rb.sample(128, n_step=4, gamma=GAMMA, intermediate=True) for rb in (a, b))
+    for name in x._fields:
+        np.testing.assert_array_equal(getattr(x, name), getattr(y, name), err_msg=name)
+
+
+def test_intermediate_states_and_discounts_match_the_reference():
+    rng = np.random.default_rng(7)
+    history, rb = History(0), make_buffer("uniform", 300, 0)  # vector obs name their (stream, episode, step)
+    for env_ids, *rows in history.stream_steps(rng, streams=2, calls=80):
+        rb.add(*rows, env_ids)
+    state = copy.deepcopy(rb.rng.bit_generator.state)
+    plain = rb.sample(64, n_step=4, gamma=GAMMA)
+    rb.rng.bit_generator.state = state
+    soft = rb.sample(64, n_step=4, gamma=GAMMA, intermediate=True)
+    for name in plain._fields[:6]:
+        np.testing.assert_array_equal(getattr(plain, name), getattr(soft, name), err_msg=name)
+    assert soft.mid_obs.shape == (64, 3, *rb.obs_shape) and soft.mid_discounts.shape == (64, 3)
+    for i in range(64):
+        lg = int(np.flatnonzero([np.array_equal(r["obs"], soft.obs[i]) for r in history.rows])[0])
+        row, k, rows = history.rows[lg], 0, []
+        while k < 3:  # the reference: walk the episode's later steps in the history
+            if row["terminated"] or row["truncated"]:
+                break
+            later = [j for j in range(lg + 1, len(history.rows)) if history.rows[j]["stream"] == row["stream"]
+                     and history.rows[j]["episode"] == row["episode"]]
+            if not later:
+                break
+            lg, row = later[0], history.rows[later[0]]
+            rows.append(row)
+            k += 1
+        for j, r in enumerate(rows):  # s_{t+j+1} is reached: its obs and gamma^(j+1)
+            np.testing.assert_array_equal(soft.mid_obs[i, j], r["obs"])
+            assert soft.mid_discounts[i, j] == pytest.approx(GAMMA ** (j + 1))
+        assert (soft.mid_discounts[i, len(rows):] == 0).all()
+
+
+def test_intermediate_entropy_bonus_by_hand():
+    # two intermediate states: uniform over 2 actions (H = log 2), and a certain action (H = 0)
+    q = torch.tensor([[[[0.0, 0.0]], [[100.0, -100.0]]]])  # (B=1, K=2, D=1, N=2)
+    bonus = soft_q.intermediate_entropy_bonus(q, 0.5, torch.tensor([[0.9, 0.81]]))
+    assert bonus.shape == (1, 1) and bonus.item() == pytest.approx(0.9 * 0.5 * np.log(2), rel=1e-6)
+    none = soft_q.intermediate_entropy_bonus(q, 0.5, torch.zeros(1, 2))
+    assert none.item() == 0.0
+
+
+def test_learn_adds_the_intermediate_entropy_to_the_target():
+    action_space, obs_space = gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (3,), np.float32)
+    cfg = SQNConfig(learning_starts=32, batch_size=32, n_step=3, gamma=GAMMA, soft_n_step=True, hidden_sizes=(16,),
+                    initial_alpha=0.7)
+    agent = SQNAgent(obs_space, action_space, cfg, device="cpu", seed=0)
+    rng = np.random.default_rng(0)
+    o = rng.uniform(-1, 1, 3).astype(np.float32)
+    for t in range(32):
+        n = rng.uniform(-1, 1, 3).astype(np.float32)
+        end = t % 9 == 8
+        agent.observe(o, action_space.sample(), float(rng.normal()), n, end, False)
+        o = rng.uniform(-1, 1, 3).astype(np.float32) if end else n
+    online, target = copy.deepcopy(agent.q_nets), copy.deepcopy(agent.target_nets)
+    alpha = agent.alpha.item()
+    sampled = []
+    sample = agent.replay.sample
+    agent.replay.sample = lambda *a, **k: sampled.append(sample(*a, **k)) or sampled[-1]
+    metrics = agent.learn()
+    b = sampled[0]
+
+    def q(nets, x):
+        with torch.no_grad():
+            x = torch.as_tensor(x)
+            return np.minimum(nets[0](x).numpy(), nets[1](x).numpy()).astype(np.float64)[:, 0]
+
+    def entropy_and_value(qt):
+        lp = _np_log_softmax(qt / alpha)
+        h = -(np.exp(lp) * lp).sum(-1)
+        return h, (np.exp(lp) * qt).sum(-1) + alpha * h
+
+    _, v = entropy_and_value(q(target, b.next_obs))
+    h_mid, _ = entropy_and_value(q(target, b.mid_obs.reshape(-1, 3)))
+    y = b.rewards + b.discounts * (1 - b.terminated) * v + alpha * (b.mid_discounts * h_mid.reshape(32, 2)).sum(1)
+    assert (b.mid_discounts > 0).any()
+    loss = sum(((np.take_along_axis(net(torch.as_tensor(b.obs)).detach().numpy()[:, 0], b.actions, -1)[:, 0] - y) ** 2)
+               .mean() for net in online)
     assert metrics["q_loss"] == pytest.approx(loss, rel=1e-4)
