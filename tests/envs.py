@@ -132,3 +132,26 @@ class ReachGoalEnv(gym.Env):
         if arrived:
             self._new_goal()
         return self._obs(), float(arrived), self._t >= self.episode_length, False, {}
+
+
+class TinyScreenEnv(gym.Env):
+    """(6, 6) uint8 screens from 3 grey levels, so consecutive screens are sometimes equal (frozen);
+    terminates at random, truncated by a time limit."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(0, 255, (6, 6), np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def _screen(self) -> np.ndarray:
+        return (self.np_random.integers(0, 3, (1, 1), dtype=np.uint8) * 100).repeat(6, 0).repeat(6, 1)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        return self._screen(), {}
+
+    def step(self, action: Any):
+        return self._screen(), 1.0, bool(self.np_random.random() < 0.08), False, {}
+
+
+def make_stacked_env() -> gym.Env:
+    return gym.wrappers.FrameStackObservation(gym.wrappers.TimeLimit(TinyScreenEnv(), 15), 4)

@@ -1,0 +1,148 @@
+"""Distributed SQN on Ray (sqn_agents.distributed): env actors feed one learner.
+
+All tests share the session's two-node Ray cluster (conftest.ray_cluster, one CPU per node)."""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from envs import make_stacked_env
+
+from sqn_agents import SQNAgent, SQNConfig
+from sqn_agents.distributed import (
+    DistributedSQN,
+    EnvWorker,
+    WeightsRef,
+    actor_seed,
+    policy_weights_numpy,
+    stream_ids,
+)
+from sqn_agents.transport import ChunkDecoder
+
+pytest.importorskip("ray")
+
+cartpole = functools.partial(gym.make, "CartPole-v1")
+
+
+def _agent(env_fn, **config) -> SQNAgent:
+    env = env_fn()
+    return SQNAgent(env.observation_space, env.action_space, SQNConfig(**config), device="cpu", seed=0)
+
+
+def _record_adds(agent: SQNAgent) -> list[tuple[np.ndarray, ...]]:
+    """Keep a copy of every row the learner is given (in its order), and still store it."""
+    rows, add = [], agent.learner.add
+
+    def recording_add(*row):
+        rows.append(tuple(np.array(x) for x in row))
+        add(*row)
+
+    agent.learner.add = recording_add
+    return rows
+
+
+def test_seeds_and_stream_ids_differ_for_every_actor_incarnation():
+    seeds = {actor_seed(0, i, r) for i in range(4) for r in range(4)}
+    assert len(seeds) == 16 and actor_seed(0, 1, 2) == actor_seed(0, 1, 2) != actor_seed(1, 1, 2)
+    ids = np.concatenate([stream_ids(i, r, np.arange(3), 4, 3) for i in range(4) for r in range(3)])
+    assert len(np.unique(ids)) == len(ids)
+
+
+def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
+    """Learning off, so the weights stay the initial ones and an in-process EnvWorker with the same
+    seed replays what each remote actor sent; the learner must have received exactly those rows."""
+    agent = _agent(make_stacked_env, learning_starts=10**6, buffer_size=5000, hidden_sizes=(16,))
+    received = _record_adds(agent)
+    run = DistributedSQN(agent, make_stacked_env, num_actors=2, num_envs=2, steps_per_chunk=25, seed=3)
+    chunks = [0, 0]
+    while min(chunks) < 3:
+        for report in run.poll():
+            chunks[report.actor_index] += 1
+    run.close()
+    per_actor = {i: [r for r in received if (r[6] // 2 % 2 == i).all()] for i in range(2)}
+    assert sum(map(len, per_actor.values())) == len(received)
+    for i, rows in per_actor.items():
+        assert rows, f"actor {i} sent nothing"
+        local = EnvWorker(run.spec, i, 0, WeightsRef(0, policy_weights_numpy(agent)))
+        sent: list[tuple[np.ndarray, ...]] = []
+
+        def tee(*row, sent=sent, encode=local.encoder.add):  # what the intake writes, before encoding
+            sent.append(tuple(np.array(x) for x in row))
+            encode(*row)
+
+        local.encoder.add = tee
+        decoder = ChunkDecoder((4, 6, 6), np.uint8, True)
+        while sum(len(r[2]) for r in sent) < sum(len(r[2]) for r in rows):
+            decoder.decode(local.collect(WeightsRef(0, None)).chunk)
+        want = [np.concatenate(c) for c in zip(*sent, strict=True)]
+        got = [np.concatenate(c) for c in zip(*rows, strict=True)]
+        got[6] = got[6] % 2  # stream ids back to sub-env ids
+        for name, a, b in zip(["obs", "actions", "rewards", "next_obs", "terminated", "truncated", "env_ids"],
+                              want, got, strict=True):
+            assert a.shape == b.shape and np.array_equal(a, b), (i, name)
+    summary = run.stats.summary()
+    assert summary["transitions"] == len(agent.replay) == agent.env_steps
+    assert summary["bytes_per_transition"] < 2 * 36 + 80  # about one 36-byte frame, not 8, plus the scalars and ids
+
+
+def test_sync_mode_keeps_the_replay_ratio_and_weight_versions_reach_the_actors(ray_cluster):
+    cfg = dict(learning_starts=200, batch_size=32, train_freq=2, gradient_steps=3, hidden_sizes=(32,))
+    agent = _agent(cartpole, **cfg)
+    run = DistributedSQN(agent, cartpole, num_actors=2, steps_per_chunk=20, weight_sync_every=15, seed=0)
+    versions = []
+    while agent.env_steps < 800:
+        versions += [r.weight_version for r in run.poll()]
+    run.close()
+    start = max(cfg["learning_starts"], cfg["batch_size"])
+    assert agent.updates == (agent.env_steps - start) // cfg["train_freq"] + 1
+    assert agent.gradient_steps == 3 * agent.updates
+    assert len(set(versions)) >= 5 and max(versions) > 0  # newer weights acted
+    assert set(versions) <= run.stats.weight_versions  # every version that acted was one the learner published
+    summary = run.stats.summary()
+    assert summary["replay_ratio"] == pytest.approx(3 * agent.updates / agent.env_steps, abs=1e-3)
+    assert summary["nodes"] == 2  # one actor on each node of the cluster
+    assert 0 <= summary["staleness_mean"] <= summary["staleness_max"]
+
+
+def test_async_mode_trains_between_chunks_and_reports_its_replay_ratio(ray_cluster):
+    agent = _agent(cartpole, learning_starts=100, batch_size=16, hidden_sizes=(16,))
+    run = DistributedSQN(agent, cartpole, num_actors=2, mode="async", steps_per_chunk=10, weight_sync_every=10)
+    while agent.env_steps < 600:
+        run.poll()
+    run.close()
+    summary = run.stats.summary()
+    assert summary["gradient_steps"] == agent.gradient_steps > 0
+    assert summary["replay_ratio"] == pytest.approx(agent.gradient_steps / agent.env_steps, abs=1e-3)
+
+
+def test_a_killed_actor_is_restarted_and_the_replay_stays_consistent(ray_cluster):
+    agent = _agent(cartpole, learning_starts=10**6, buffer_size=10_000, n_step=3, hidden_sizes=(16,))
+    received = _record_adds(agent)
+    run = DistributedSQN(agent, cartpole, num_actors=2, steps_per_chunk=20, seed=5)
+    def chunks_from(actor: int, restart: int) -> int:
+        return sum(int((r[6] == stream_ids(actor, restart, np.zeros(1), 2, 1)).all()) for r in received)
+
+    while chunks_from(0, 0) < 3:
+        run.poll()
+    run.kill_actor(0)
+    while chunks_from(0, 1) < 5:  # a new worker process takes a few seconds to start
+        run.poll()
+    run.close()
+    assert run.stats.restarts == 1 and run.restart_counts == [1, 0]
+    streams = np.concatenate([r[6] for r in received])
+    assert set(np.unique(streams).tolist()) == {0, 1, 2}  # actor 0, actor 1, actor 0 after its restart
+    assert len(agent.replay) == len(streams) == agent.env_steps
+    # n-step links only ever join rows of one stream, so never across the restart
+    replay = agent.replay
+    linked = np.flatnonzero(replay.succ[: len(streams)] >= 0)
+    assert len(linked) > 100 and (streams[replay.succ[linked]] == streams[linked]).all()
+    # the restarted incarnation played with its own seed: its first episode is not the first one again
+    first = {s: np.concatenate([r[0][r[6] == s] for r in received])[0] for s in (0, 2)}
+    assert not np.array_equal(first[0], first[2])
+    with pytest.raises(RuntimeError, match="max_restarts"):
+        strict = DistributedSQN(agent, cartpole, num_actors=1, steps_per_chunk=5, max_restarts=0)
+        strict.kill_actor(0)
+        strict.poll()
