@@ -43,6 +43,7 @@ import torch
 from sqn_agents.actor import Actor, TransitionIntake
 from sqn_agents.agent import SQNAgent
 from sqn_agents.layout import observation_layout
+from sqn_agents.metrics import LearnMetrics
 from sqn_agents.networks import NetworkFactory
 from sqn_agents.transport import Chunk, ChunkDecoder, ChunkEncoder
 
@@ -56,11 +57,23 @@ def actor_seed(run_seed: int, actor_index: int, restart_count: int) -> int:
     return int(np.random.SeedSequence([run_seed, actor_index, restart_count]).generate_state(1, np.uint32)[0])
 
 
-def stream_ids(actor_index: int, restart_count: int, env_ids: np.ndarray, num_actors: int, num_envs: int) -> np.ndarray:
-    """Replay stream ids of an actor incarnation's sub-envs: unique per (restart count, actor index, sub-env),
-    so rows of two incarnations never share a stream (and so never a frame or an n-step link)."""
-    incarnation = restart_count * num_actors + actor_index
-    return incarnation * num_envs + np.asarray(env_ids, np.int64)
+# Bits of a replay stream id: actor index | restart count | sub-env (see ``stream_ids``).
+_ENV_BITS = _RESTART_BITS = 20
+
+
+def stream_ids(actor_index: int, restart_count: int, env_ids: np.ndarray) -> np.ndarray:
+    """Replay stream ids of one actor incarnation's sub-envs: unique per (actor index, restart count, sub-env),
+    whatever the number of actors or sub-envs, so rows of two incarnations never share a stream (and so
+    never a frame or an n-step link), also after a resume with other counts.
+
+    >>> stream_ids(1, 2, np.arange(2)).tolist()  # (1 << 40) + (2 << 20) + sub-env
+    [1099513724928, 1099513724929]
+    """
+    env_ids = np.asarray(env_ids, np.int64)
+    if not 0 <= actor_index < 2**22 or not 0 <= restart_count < 2**_RESTART_BITS or (env_ids >= 2**_ENV_BITS).any():
+        raise ValueError(f"stream ids hold actor indices < 2**22, restart counts < 2**{_RESTART_BITS} and sub-envs "
+                         f"< 2**{_ENV_BITS}; got actor {actor_index}, restart {restart_count}, sub-envs up to {env_ids.max()}")
+    return (((actor_index << _RESTART_BITS) + restart_count) << _ENV_BITS) + env_ids
 
 
 def _import_ray() -> Any:
@@ -274,6 +287,7 @@ class DistributedSQN:
         self.restart_counts = counts
         self.first_restart_counts = list(counts)
         self.stats = DistributedStats()
+        self.last_metrics: LearnMetrics | None = None  # of the last gradient step, for logs
         space = agent.observation_space
         self._frame_stack = observation_layout(space.shape, space.dtype).frame_stack
         options: dict[str, Any] = {"num_cpus": actor_cpus, "max_restarts": 0}
@@ -350,7 +364,7 @@ class DistributedSQN:
         t0 = time.perf_counter()
         rows = self.decoders[i].decode(report.chunk)
         if len(rows):
-            ids = stream_ids(i, report.restart_count, rows.env_ids, self.num_actors, self.num_envs)
+            ids = stream_ids(i, report.restart_count, rows.env_ids)
             self.agent.learner.add(rows.obs, rows.actions, rows.rewards, rows.next_obs, rows.terminated,
                                    rows.truncated, ids)
         s = self.stats
@@ -361,14 +375,16 @@ class DistributedSQN:
         s.nodes.add(report.node_id)
         s.ingest_seconds += time.perf_counter() - t0
 
-    def _one_update(self) -> None:
+    def _one_update(self) -> LearnMetrics | None:
+        metrics = None
         for _ in range(self.agent.config.gradient_steps):
-            self.agent.learner.gradient_step()
+            metrics = self.agent.learner.gradient_step() or metrics
         self.agent.learner.counters.updates += 1
+        return metrics
 
-    def _learn(self, step: Callable[[], Any]) -> None:
+    def _learn(self, step: Callable[[], LearnMetrics | None]) -> None:
         t0, before = time.perf_counter(), self.agent.gradient_steps
-        step()
+        self.last_metrics = step() or self.last_metrics
         self.stats.gradient_steps += self.agent.gradient_steps - before
         if self.agent.gradient_steps - self.weights.version >= self.weight_sync_every:
             self._publish()

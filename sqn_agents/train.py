@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
+import math
 import os
 import signal
 import sys
@@ -38,6 +40,7 @@ import tyro
 
 from sqn_agents.agent import SQNAgent
 from sqn_agents.config import SQNConfig
+from sqn_agents.distributed import DistributedSQN
 from sqn_agents.loop import GAME_KEY, Step, evaluate, interact
 from sqn_agents.metrics import LearnMetrics
 
@@ -98,6 +101,22 @@ class TrainArgs:
     atari: AtariOptions = field(default_factory=AtariOptions)
     """Settings of wrappers.make_atari_env for ALE ids (ignored for other envs). With life_loss='episodic'
     training episodes end at each lost life; evaluation always plays whole games and logs unclipped scores."""
+    distributed: bool = False
+    """Collect experience with --num-actors Ray env actors (each a vector env of --num-envs) feeding this
+    process's learner (pip install "sqn-agents[distributed]"; see docs/distributed.md)."""
+    num_actors: int = 2
+    """--distributed: env actors."""
+    ray_address: str | None = None
+    """--distributed: address of a running Ray cluster ('auto', 'HOST:6379'); default: start Ray on this machine."""
+    distributed_mode: Literal["sync", "async"] = "sync"
+    """--distributed: 'sync' keeps the replay ratio gradient_steps / train_freq exactly; 'async' (Ape-X)
+    trains continuously and reports the ratio it reached."""
+    steps_per_chunk: int = 32
+    """--distributed: vector steps an actor plays per chunk it sends."""
+    weight_sync_every: int = 100
+    """--distributed: gradient steps between weight broadcasts to the actors."""
+    actor_cpus: float = 1.0
+    """--distributed: CPUs Ray reserves for each env actor."""
     config: SQNConfig = field(default_factory=SQNConfig)
 
 
@@ -530,6 +549,8 @@ def _history(run_dir: Path, step: int) -> tuple[int, int, float, list[tuple[int,
 
 def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     torch.set_num_threads(args.threads)
+    if args.distributed:
+        return _train_distributed(args, run_dir)
     envs = gym.vector.SyncVectorEnv([lambda: make_env(args.env_id, args.atari) for _ in range(args.num_envs)])
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     eval_env = make_eval_env(args, run_dir)
@@ -615,6 +636,144 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
         "eval_threshold": threshold,
         "steps_to_threshold": reached[0] if reached else None,
         "run_dir": str(run_dir),
+    }
+    if stopped_by is not None:
+        summary["stopped_by"] = stopped_by
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# ---------------------------------------------------------------------- the distributed loop
+DISTRIBUTED_STATE = "distributed.json"  # beside checkpoint/: the env actors' restart counts
+
+
+def _save_distributed(agent: SQNAgent, run: DistributedSQN, run_dir: Path, include_replay: bool) -> None:
+    """The restart counts first, then the checkpoint: the counts on disk are never older than the replay's
+    streams, so a resume's incarnations (count + 1) never reuse a stream."""
+    _write_json(run_dir / DISTRIBUTED_STATE, run.state_dict())
+    agent.save(run_dir / "checkpoint", include_replay=include_replay)
+
+
+def resumed_restart_counts(run_dir: Path, num_actors: int) -> list[int]:
+    """Each actor's restart count in a resumed distributed run: the saved count + 1 (a new incarnation: new
+    seed, new replay streams). A run that was not distributed before starts at 1, so its actors' streams
+    (``distributed.stream_ids``) never meet the single-process run's sub-env ids 0, 1, ..."""
+    path = run_dir / DISTRIBUTED_STATE
+    if not path.is_file():
+        return [1] * num_actors
+    saved = json.loads(path.read_text()).get("restart_counts")
+    if not isinstance(saved, list) or not all(type(c) is int and c >= 0 for c in saved):
+        raise ValueError(f"{path}: 'restart_counts' is {saved!r:.200}, expected a list of ints >= 0")
+    return [saved[i] + 1 if i < len(saved) else 0 for i in range(num_actors)]
+
+
+def _start_ray(args: TrainArgs) -> bool:
+    """Connect to ``--ray-address``, or start Ray here with room for every actor; False if Ray was running."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    cpus = None if args.ray_address else max(os.cpu_count() or 1, math.ceil(args.num_actors * args.actor_cpus))
+    ray.init(address=args.ray_address, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def _train_distributed(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
+    """``_train`` with Ray env actors collecting (``distributed.DistributedSQN``) instead of a local vector
+    env: the same run folder, evaluations, logs, checkpoints and preemption handling, plus the
+    distributed figures in summary.json (docs/distributed.md)."""
+    import ray
+
+    env_fn = functools.partial(make_env, args.env_id, args.atari)
+    probe = env_fn()
+    obs_space, act_space = probe.observation_space, probe.action_space
+    probe.close()
+    eval_env = make_eval_env(args, run_dir)
+    score_key = GAME_KEY if args.env_id.startswith("ALE/") else "episode"
+    if args.resume is None:
+        agent = SQNAgent(obs_space, act_space, args.config, device=args.device, seed=args.seed)
+        restart_counts = None
+    else:
+        agent = SQNAgent.load(run_dir / "checkpoint", device=args.device, observation_space=obs_space,
+                              action_space=act_space)
+        restart_counts = resumed_restart_counts(run_dir, args.num_actors)
+    threshold = getattr(eval_env.spec, "reward_threshold", None) if eval_env.spec else None
+    start_step = agent.env_steps
+    log = RunLog(run_dir, resume_step=None if args.resume is None else start_step)
+    last_log, last_eval, wall_before, evals = _history(run_dir, start_step) if args.resume else (0, 0, 0.0, [])
+    last_ckpt, last_ckpt_time = start_step, time.monotonic()
+    saved_at = start_step if args.resume else None
+
+    started_ray = _start_ray(args)
+    run = DistributedSQN(agent, env_fn, num_actors=args.num_actors, num_envs=args.num_envs, mode=args.distributed_mode,
+                         steps_per_chunk=args.steps_per_chunk, weight_sync_every=args.weight_sync_every,
+                         actor_cpus=args.actor_cpus, seed=args.seed, restart_counts=restart_counts, score_key=score_key)
+    recent: deque[float] = deque(maxlen=20)
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+
+    bar = tqdm(total=args.total_steps, initial=start_step, unit="step", disable=not args.progress, dynamic_ncols=True)
+    try:
+        with Preemption() as preemption:
+            while agent.env_steps < args.total_steps and preemption.signum is None:
+                before = agent.env_steps
+                reports = run.poll()
+                step = agent.env_steps
+                bar.update(step - before)
+                elapsed = time.perf_counter() - t0
+                wall = wall_before + elapsed
+                for report in reports:
+                    for ret, length in zip(report.episode_returns, report.episode_lengths, strict=True):
+                        recent.append(float(ret))
+                        log.row("train", step, wall, episode_return=float(ret), episode_length=int(length))
+                if run.last_metrics is not None and step - last_log >= args.log_every:
+                    last_log = step
+                    metrics = run.last_metrics.as_dict()
+                    log.row("learn", step, wall, steps_per_second=(step - start_step) / elapsed, **metrics)
+                    bar.set_postfix(ret=f"{np.mean(recent):.1f}" if recent else "-", alpha=f"{metrics['alpha']:.3g}",
+                                    entropy=f"{metrics['entropy']:.3f}", refresh=False)
+                if args.eval_every and (step - last_eval >= args.eval_every or step >= args.total_steps):
+                    rets = preemption.evaluate(agent, eval_env, args.eval_episodes, seed=10_000 + args.seed)
+                    if rets is not None:
+                        last_eval = step
+                        evals.append((step, float(np.mean(rets))))
+                        log.row("eval", step, wall, eval_return_mean=float(np.mean(rets)),
+                                eval_return_std=float(np.std(rets)))
+                        bar.write(f"step {step:>8}: greedy evaluation return {np.mean(rets):.1f} ± {np.std(rets):.1f}")
+                by_steps = args.checkpoint_every and step - last_ckpt >= args.checkpoint_every
+                by_time = args.checkpoint_minutes and time.monotonic() - last_ckpt_time >= 60 * args.checkpoint_minutes
+                if (by_steps or by_time) and step < args.total_steps and preemption.signum is None:
+                    _save_distributed(agent, run, run_dir, args.save_replay)
+                    last_ckpt, last_ckpt_time, saved_at = step, time.monotonic(), step
+            bar.close()
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            run.close()  # the actors stop before the final checkpoint, so its restart counts are final
+            if saved_at != agent.env_steps:
+                _save_distributed(agent, run, run_dir, args.save_replay)
+            log.close()
+    finally:
+        run.close()
+        if started_ray:
+            ray.shutdown()
+    eval_env.close()
+    stopped_by = preemption.name or None
+    if stopped_by is None:
+        plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png",
+                            f"SQN on {args.env_id} (seed {args.seed}, {args.num_actors} Ray env actors)", threshold)
+    reached = [s for s, m in evals if threshold is not None and m >= threshold]
+    summary = {
+        "env_id": args.env_id,
+        "seed": args.seed,
+        "env_steps": agent.env_steps,
+        "gradient_steps": agent.gradient_steps,
+        "wall_time_s": round(wall_before + elapsed, 1),
+        "steps_per_second": round((agent.env_steps - start_step) / elapsed, 1),
+        "final_eval_return": evals[-1][1] if evals else None,
+        "best_eval_return": max(m for _, m in evals) if evals else None,
+        "eval_threshold": threshold,
+        "steps_to_threshold": reached[0] if reached else None,
+        "run_dir": str(run_dir),
+        "distributed": {"num_actors": args.num_actors, "mode": args.distributed_mode, **run.stats.summary()},
     }
     if stopped_by is not None:
         summary["stopped_by"] = stopped_by

@@ -1,10 +1,12 @@
 """Distributed SQN on Ray (sqn_agents.distributed): env actors feed one learner.
 
-All tests share the session's two-node Ray cluster (conftest.ray_cluster, one CPU per node)."""
+All tests but the first share the session's two-node Ray cluster (conftest.ray_cluster, one CPU per node);
+they are marked slow (the default ``pytest`` runs them, in about a minute together)."""
 
 from __future__ import annotations
 
 import functools
+import json
 
 import gymnasium as gym
 import numpy as np
@@ -47,10 +49,11 @@ def _record_adds(agent: SQNAgent) -> list[tuple[np.ndarray, ...]]:
 def test_seeds_and_stream_ids_differ_for_every_actor_incarnation():
     seeds = {actor_seed(0, i, r) for i in range(4) for r in range(4)}
     assert len(seeds) == 16 and actor_seed(0, 1, 2) == actor_seed(0, 1, 2) != actor_seed(1, 1, 2)
-    ids = np.concatenate([stream_ids(i, r, np.arange(3), 4, 3) for i in range(4) for r in range(3)])
+    ids = np.concatenate([stream_ids(i, r, np.arange(3)) for i in range(4) for r in range(3)])
     assert len(np.unique(ids)) == len(ids)
 
 
+@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
 def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
     """Learning off, so the weights stay the initial ones and an in-process EnvWorker with the same
     seed replays what each remote actor sent; the learner must have received exactly those rows."""
@@ -62,7 +65,7 @@ def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
         for report in run.poll():
             chunks[report.actor_index] += 1
     run.close()
-    per_actor = {i: [r for r in received if (r[6] // 2 % 2 == i).all()] for i in range(2)}
+    per_actor = {i: [r for r in received if (r[6] >> 40 == i).all()] for i in range(2)}
     assert sum(map(len, per_actor.values())) == len(received)
     for i, rows in per_actor.items():
         assert rows, f"actor {i} sent nothing"
@@ -79,7 +82,7 @@ def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
             decoder.decode(local.collect(WeightsRef(0, None)).chunk)
         want = [np.concatenate(c) for c in zip(*sent, strict=True)]
         got = [np.concatenate(c) for c in zip(*rows, strict=True)]
-        got[6] = got[6] % 2  # stream ids back to sub-env ids
+        got[6] = got[6] - stream_ids(i, 0, 0)  # stream ids back to sub-env ids
         for name, a, b in zip(["obs", "actions", "rewards", "next_obs", "terminated", "truncated", "env_ids"],
                               want, got, strict=True):
             assert a.shape == b.shape and np.array_equal(a, b), (i, name)
@@ -88,6 +91,7 @@ def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
     assert summary["bytes_per_transition"] < 2 * 36 + 80  # about one 36-byte frame, not 8, plus the scalars and ids
 
 
+@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
 def test_sync_mode_keeps_the_replay_ratio_and_weight_versions_reach_the_actors(ray_cluster):
     cfg = dict(learning_starts=200, batch_size=32, train_freq=2, gradient_steps=3, hidden_sizes=(32,))
     agent = _agent(cartpole, **cfg)
@@ -107,6 +111,7 @@ def test_sync_mode_keeps_the_replay_ratio_and_weight_versions_reach_the_actors(r
     assert 0 <= summary["staleness_mean"] <= summary["staleness_max"]
 
 
+@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
 def test_async_mode_trains_between_chunks_and_reports_its_replay_ratio(ray_cluster):
     agent = _agent(cartpole, learning_starts=100, batch_size=16, hidden_sizes=(16,))
     run = DistributedSQN(agent, cartpole, num_actors=2, mode="async", steps_per_chunk=10, weight_sync_every=10)
@@ -118,12 +123,13 @@ def test_async_mode_trains_between_chunks_and_reports_its_replay_ratio(ray_clust
     assert summary["replay_ratio"] == pytest.approx(agent.gradient_steps / agent.env_steps, abs=1e-3)
 
 
+@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
 def test_a_killed_actor_is_restarted_and_the_replay_stays_consistent(ray_cluster):
     agent = _agent(cartpole, learning_starts=10**6, buffer_size=10_000, n_step=3, hidden_sizes=(16,))
     received = _record_adds(agent)
     run = DistributedSQN(agent, cartpole, num_actors=2, steps_per_chunk=20, seed=5)
     def chunks_from(actor: int, restart: int) -> int:
-        return sum(int((r[6] == stream_ids(actor, restart, np.zeros(1), 2, 1)).all()) for r in received)
+        return sum(int((r[6] == stream_ids(actor, restart, 0)).all()) for r in received)
 
     while chunks_from(0, 0) < 3:
         run.poll()
@@ -133,16 +139,57 @@ def test_a_killed_actor_is_restarted_and_the_replay_stays_consistent(ray_cluster
     run.close()
     assert run.stats.restarts == 1 and run.restart_counts == [1, 0]
     streams = np.concatenate([r[6] for r in received])
-    assert set(np.unique(streams).tolist()) == {0, 1, 2}  # actor 0, actor 1, actor 0 after its restart
+    # actor 0, actor 1, actor 0 after its restart
+    assert set(np.unique(streams).tolist()) == {int(stream_ids(a, r, 0)) for a, r in [(0, 0), (1, 0), (0, 1)]}
     assert len(agent.replay) == len(streams) == agent.env_steps
     # n-step links only ever join rows of one stream, so never across the restart
     replay = agent.replay
     linked = np.flatnonzero(replay.succ[: len(streams)] >= 0)
     assert len(linked) > 100 and (streams[replay.succ[linked]] == streams[linked]).all()
     # the restarted incarnation played with its own seed: its first episode is not the first one again
-    first = {s: np.concatenate([r[0][r[6] == s] for r in received])[0] for s in (0, 2)}
-    assert not np.array_equal(first[0], first[2])
+    first = {r: np.concatenate([row[0][row[6] == stream_ids(0, r, 0)] for row in received])[0] for r in (0, 1)}
+    assert not np.array_equal(first[0], first[1])
     with pytest.raises(RuntimeError, match="max_restarts"):
         strict = DistributedSQN(agent, cartpole, num_actors=1, steps_per_chunk=5, max_restarts=0)
         strict.kill_actor(0)
         strict.poll()
+
+
+@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
+def test_cartpole_learns_through_two_actors(ray_cluster):
+    agent = _agent(cartpole, learning_starts=500, batch_size=64, hidden_sizes=(64, 64))
+    run = DistributedSQN(agent, cartpole, num_actors=2, steps_per_chunk=16, weight_sync_every=16, seed=0)
+    while agent.env_steps < 8000:
+        run.poll()
+    run.close()
+    from sqn_agents.train import evaluate
+
+    returns = evaluate(agent, cartpole(), 10, seed=10_000)
+    assert np.mean(returns) >= 150, returns  # a random policy scores ~22
+    assert run.stats.summary()["nodes"] == 2
+
+
+@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
+def test_sqn_train_distributed_runs_checkpoints_and_resumes(ray_cluster, tmp_path):
+    from sqn_agents.train import main
+
+    out = tmp_path / "run"
+    flags = ["--distributed", "--num-actors", "2", "--steps-per-chunk", "10", "--eval-every", "300",
+             "--eval-episodes", "2", "--checkpoint-every", "200", "--log-every", "100", "--no-progress",
+             "--config.learning-starts", "100", "--config.batch-size", "16", "--config.hidden-sizes", "16"]
+    main([*flags, "--total-steps", "400", "--output-dir", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["env_steps"] >= 400 and summary["distributed"]["transitions"] == summary["env_steps"]
+    assert json.loads((out / "distributed.json").read_text())["restart_counts"] == [0, 0]
+    first = SQNAgent.load(out / "checkpoint")
+    assert len(first.replay) == first.env_steps == summary["env_steps"]
+
+    main(["--resume", str(out), "--total-steps", "700", "--no-progress"])
+    resumed = json.loads((out / "summary.json").read_text())
+    assert resumed["env_steps"] >= 700 and resumed["distributed"]["transitions"] == resumed["env_steps"] - first.env_steps
+    assert json.loads((out / "distributed.json").read_text())["restart_counts"] == [1, 1]  # new incarnations
+    agent = SQNAgent.load(out / "checkpoint")
+    assert len(agent.replay) == agent.env_steps == resumed["env_steps"]
+    assert agent.gradient_steps == resumed["gradient_steps"] > first.gradient_steps
+    kinds = [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
+    assert {"train", "learn", "eval"} <= set(kinds)
