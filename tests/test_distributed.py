@@ -53,7 +53,7 @@ def test_seeds_and_stream_ids_differ_for_every_actor_incarnation():
     assert len(np.unique(ids)) == len(ids)
 
 
-@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
+@pytest.mark.slow
 def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
     """Learning off, so the weights stay the initial ones and an in-process EnvWorker with the same
     seed replays what each remote actor sent; the learner must have received exactly those rows."""
@@ -91,7 +91,7 @@ def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
     assert summary["bytes_per_transition"] < 2 * 36 + 80  # about one 36-byte frame, not 8, plus the scalars and ids
 
 
-@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
+@pytest.mark.slow
 def test_sync_mode_keeps_the_replay_ratio_and_weight_versions_reach_the_actors(ray_cluster):
     cfg = dict(learning_starts=200, batch_size=32, train_freq=2, gradient_steps=3, hidden_sizes=(32,))
     agent = _agent(cartpole, **cfg)
@@ -111,7 +111,7 @@ def test_sync_mode_keeps_the_replay_ratio_and_weight_versions_reach_the_actors(r
     assert 0 <= summary["staleness_mean"] <= summary["staleness_max"]
 
 
-@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
+@pytest.mark.slow
 def test_async_mode_trains_between_chunks_and_reports_its_replay_ratio(ray_cluster):
     agent = _agent(cartpole, learning_starts=100, batch_size=16, hidden_sizes=(16,))
     run = DistributedSQN(agent, cartpole, num_actors=2, mode="async", steps_per_chunk=10, weight_sync_every=10)
@@ -123,7 +123,7 @@ def test_async_mode_trains_between_chunks_and_reports_its_replay_ratio(ray_clust
     assert summary["replay_ratio"] == pytest.approx(agent.gradient_steps / agent.env_steps, abs=1e-3)
 
 
-@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
+@pytest.mark.slow
 def test_a_killed_actor_is_restarted_and_the_replay_stays_consistent(ray_cluster):
     agent = _agent(cartpole, learning_starts=10**6, buffer_size=10_000, n_step=3, hidden_sizes=(16,))
     received = _record_adds(agent)
@@ -155,7 +155,7 @@ def test_a_killed_actor_is_restarted_and_the_replay_stays_consistent(ray_cluster
         strict.poll()
 
 
-@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
+@pytest.mark.slow
 def test_cartpole_learns_through_two_actors(ray_cluster):
     agent = _agent(cartpole, learning_starts=500, batch_size=64, hidden_sizes=(64, 64))
     run = DistributedSQN(agent, cartpole, num_actors=2, steps_per_chunk=16, weight_sync_every=16, seed=0)
@@ -169,7 +169,7 @@ def test_cartpole_learns_through_two_actors(ray_cluster):
     assert run.stats.summary()["nodes"] == 2
 
 
-@pytest.mark.slow  # Ray: seconds each, and the session's cluster takes ~8 s to start
+@pytest.mark.slow
 def test_sqn_train_distributed_runs_checkpoints_and_resumes(ray_cluster, tmp_path):
     from sqn_agents.train import main
 
