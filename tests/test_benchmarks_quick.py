@@ -34,6 +34,7 @@ CASES = [
     ("atari_env_throughput", ["atari_env_throughput.py", "--quick"], ["ale_py"]),
     ("atari_overhead", ["atari_overhead.py", "--quick"], ["ale_py"]),
     ("checkpoint_cost", ["checkpoint_cost.py", "--quick"], []),
+    ("distributed", ["distributed.py", "--quick"], ["ray"]),
 ]
 
 
