@@ -267,6 +267,10 @@ class DistributedSQN:
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
             if value < low:
                 raise ValueError(f"{name} must be >= {low}, got {value}")
+        if isinstance(actor_cpus, bool) or not isinstance(actor_cpus, (int, float)):
+            raise TypeError(f"actor_cpus must be a number, got {type(actor_cpus).__name__}")
+        if not actor_cpus > 0:
+            raise ValueError(f"actor_cpus must be > 0, got {actor_cpus}")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         in_flight = chunks_in_flight if chunks_in_flight is not None else (1 if mode == "sync" else 2)

@@ -23,6 +23,10 @@ the current goal (a new goal is then drawn). Here the TD target's bootstrap carr
 reward back over several steps, which is where the per-dimension ("independent") and
 averaged ("mean") targets differ.
 
+``TinyScreenEnv`` (with ``make_stacked_env``, 4-frame stacks of it) is a tiny frame-stack game for
+the transport and distributed tests: 6x6 screens of three grey levels, so screens often repeat, and
+random episode ends plus a time limit, so stacks restart and truncate often.
+
 The benchmarks import this module with ``tests/`` on ``sys.path``.
 """
 
