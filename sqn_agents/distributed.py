@@ -232,6 +232,13 @@ class DistributedStats:
 class DistributedSQN:
     """N env actors on Ray feeding ``agent``'s learner (in this process, on its device).
 
+    ``env_fn`` builds one env (it must pickle: each actor calls it ``num_envs`` times); ``mode``,
+    ``steps_per_chunk`` and ``weight_sync_every`` are sqn-train's flags of the same names;
+    ``chunks_in_flight`` per actor defaults to 1 (sync) or 2 (async); ``max_restarts`` counts the
+    restarts of each actor index in this run; ``restart_counts`` are the counts to start from (a resumed
+    run passes its saved counts + 1); ``score_key`` is the info key of episode returns ('game' for
+    ``wrappers.make_atari_env``'s unclipped scores); ``spread`` asks Ray to spread actors over nodes.
+
     Usage (after ``ray.init()``)::
 
         agent = SQNAgent(env.observation_space, env.action_space, SQNConfig(), seed=0)
@@ -333,16 +340,16 @@ class DistributedSQN:
     # --- one round -------------------------------------------------------------------------
     def poll(self) -> list[ChunkReport]:
         """Receive the chunks that are ready (waiting for one if the learner has nothing else to do), store
-        them, and train: in sync mode every update due after each chunk, in async mode one update when
-        no chunk is ready. Returns the reports received."""
+        them, and train: in sync mode every update due after each chunk, in async mode (once learning has
+        started) one update per round, chunks or not. Returns the reports received."""
         learning = self.agent.env_steps >= max(self.agent.config.learning_starts, self.agent.config.batch_size)
         heads = [p[0] for p in self.pending]
         t0 = time.perf_counter()
         if self.mode == "async" and learning:
             ready, _ = self.ray.wait(heads, num_returns=len(heads), timeout=0)
         else:
-            ready, _ = self.ray.wait(heads, num_returns=1)
-            ready, _ = self.ray.wait(heads, num_returns=len(heads), timeout=0) if len(heads) > 1 else (ready, None)
+            self.ray.wait(heads, num_returns=1)  # block until one is ready, then take all that are
+            ready, _ = self.ray.wait(heads, num_returns=len(heads), timeout=0)
         self.stats.wait_seconds += time.perf_counter() - t0
         ready_set = set(ready)
         reports = []

@@ -193,3 +193,19 @@ def test_sqn_train_distributed_runs_checkpoints_and_resumes(ray_cluster, tmp_pat
     assert agent.gradient_steps == resumed["gradient_steps"] > first.gradient_steps
     kinds = [line.split(",")[0] for line in (out / "metrics.csv").read_text().splitlines()[1:]]
     assert {"train", "learn", "eval"} <= set(kinds)
+
+
+@pytest.mark.slow
+def test_the_python_example_of_docs_distributed_runs_as_written(ray_cluster, tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs/distributed.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1, "docs/distributed.md lost its Python example"
+    code = blocks[0].replace("ray.init(include_dashboard=False)", "None  # the session's cluster is running")
+    code = code.replace("50_000", "300").replace("...", "assert report.chunk is not None")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "docs/distributed.md", "exec"), namespace)
+    assert namespace["agent"].env_steps >= 300 and (tmp_path / "runs/cartpole/agent").is_dir()
