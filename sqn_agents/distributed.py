@@ -21,9 +21,10 @@ replay ratio is exactly the single-process ``gradient_steps / train_freq`` per s
 
 Faults. An actor that dies (its process, its node) is replaced by the driver with the same index and
 ``restart_count + 1``, up to ``max_restarts`` times per index. Its seed comes from
-``(seed, actor index, restart count)`` and its replay streams from ``stream_ids``, which include the
-restart count, so no frame or n-step link ever joins rows across a restart; its chunks in flight are
-lost whole (a chunk is one object), never half-stored.
+``(seed, actor index, restart count)``, and each incarnation gets replay stream ids of its own (the next
+``num_envs`` unused ones, ``stream_bases[(actor, restart)]``; never reused, also across a resume), so no
+frame or n-step link ever joins rows across a restart; its chunks in flight are lost whole (a chunk is
+one object), never half-stored.
 
 Ray is imported only when a ``DistributedSQN`` starts: ``pip install "sqn-agents[distributed]"``.
 """
@@ -57,23 +58,9 @@ def actor_seed(run_seed: int, actor_index: int, restart_count: int) -> int:
     return int(np.random.SeedSequence([run_seed, actor_index, restart_count]).generate_state(1, np.uint32)[0])
 
 
-# Bits of a replay stream id: actor index | restart count | sub-env (see ``stream_ids``).
-_ENV_BITS = _RESTART_BITS = 20
-
-
-def stream_ids(actor_index: int, restart_count: int, env_ids: np.ndarray) -> np.ndarray:
-    """Replay stream ids of one actor incarnation's sub-envs: unique per (actor index, restart count, sub-env),
-    whatever the number of actors or sub-envs, so rows of two incarnations never share a stream (and so
-    never a frame or an n-step link), also after a resume with other counts.
-
-    >>> stream_ids(1, 2, np.arange(2)).tolist()  # (1 << 40) + (2 << 20) + sub-env
-    [1099513724928, 1099513724929]
-    """
-    env_ids = np.asarray(env_ids, np.int64)
-    if not 0 <= actor_index < 2**22 or not 0 <= restart_count < 2**_RESTART_BITS or (env_ids >= 2**_ENV_BITS).any():
-        raise ValueError(f"stream ids hold actor indices < 2**22, restart counts < 2**{_RESTART_BITS} and sub-envs "
-                         f"< 2**{_ENV_BITS}; got actor {actor_index}, restart {restart_count}, sub-envs up to {env_ids.max()}")
-    return (((actor_index << _RESTART_BITS) + restart_count) << _ENV_BITS) + env_ids
+# Replay streams of env actors start here: a single-process run resumed as a distributed one has used
+# its sub-env ids 0, 1, ... as streams, and the uniform replay keeps a dense table up to the largest id.
+FIRST_STREAM = 1024
 
 
 def _import_ray() -> Any:
@@ -235,8 +222,8 @@ class DistributedSQN:
     ``env_fn`` builds one env (it must pickle: each actor calls it ``num_envs`` times); ``mode``,
     ``steps_per_chunk`` and ``weight_sync_every`` are sqn-train's flags of the same names;
     ``chunks_in_flight`` per actor defaults to 1 (sync) or 2 (async); ``max_restarts`` counts the
-    restarts of each actor index in this run; ``restart_counts`` are the counts to start from (a resumed
-    run passes its saved counts + 1); ``score_key`` is the info key of episode returns ('game' for
+    restarts of each actor index in this run; ``restart_counts`` are the counts to start from and ``next_stream`` the first
+    replay stream id to use (a resumed run passes its ``state_dict()``'s counts + 1 and ``next_stream``); ``score_key`` is the info key of episode returns ('game' for
     ``wrappers.make_atari_env``'s unclipped scores); ``spread`` asks Ray to spread actors over nodes.
 
     Usage (after ``ray.init()``)::
@@ -264,12 +251,13 @@ class DistributedSQN:
         actor_cpus: float = 1.0,
         seed: int = 0,
         restart_counts: Sequence[int] | None = None,
+        next_stream: int = FIRST_STREAM,
         score_key: str = "episode",
         spread: bool = True,
     ) -> None:
         for name, value, low in (("num_actors", num_actors, 1), ("num_envs", num_envs, 1),
                                  ("steps_per_chunk", steps_per_chunk, 1), ("weight_sync_every", weight_sync_every, 1),
-                                 ("max_restarts", max_restarts, 0)):
+                                 ("max_restarts", max_restarts, 0), ("next_stream", next_stream, 0)):
             if type(value) is not int:
                 raise TypeError(f"{name} must be an int, got {type(value).__name__}")
             if value < low:
@@ -297,6 +285,8 @@ class DistributedSQN:
                                agent.network_factory, seed, score_key)
         self.restart_counts = counts
         self.first_restart_counts = list(counts)
+        self.next_stream = next_stream  # the first replay stream id no incarnation has used
+        self.stream_bases: dict[tuple[int, int], int] = {}  # (actor, restart) -> its first stream id
         self.stats = DistributedStats()
         self.last_metrics: LearnMetrics | None = None  # of the last gradient step, for logs
         space = agent.observation_space
@@ -320,6 +310,8 @@ class DistributedSQN:
         self.stats.weight_versions.add(version)
 
     def _start(self, i: int) -> None:
+        self.stream_bases[(i, self.restart_counts[i])] = self.next_stream
+        self.next_stream += self.num_envs
         self.workers[i] = self._remote.remote(self.spec, i, self.restart_counts[i], self.weights)
         self.decoders[i] = ChunkDecoder(self.agent.observation_space.shape, self.agent.observation_space.dtype,
                                         self._frame_stack)
@@ -375,7 +367,7 @@ class DistributedSQN:
         t0 = time.perf_counter()
         rows = self.decoders[i].decode(report.chunk)
         if len(rows):
-            ids = stream_ids(i, report.restart_count, rows.env_ids)
+            ids = self.stream_bases[(i, report.restart_count)] + rows.env_ids
             self.agent.learner.add(rows.obs, rows.actions, rows.rewards, rows.next_obs, rows.terminated,
                                    rows.truncated, ids)
         s = self.stats
@@ -403,9 +395,10 @@ class DistributedSQN:
 
     # --- state and shutdown ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """What a resumed run needs beyond the agent's checkpoint: the restart counts, so that its new
-        incarnations (``restart_count + 1``) get new seeds and new replay streams."""
-        return {"num_actors": self.num_actors, "num_envs": self.num_envs, "restart_counts": list(self.restart_counts)}
+        """What a resumed run needs beyond the agent's checkpoint: the restart counts and the next unused
+        stream id, so that its new incarnations (``restart_count + 1``) get new seeds and new replay streams."""
+        return {"num_actors": self.num_actors, "num_envs": self.num_envs, "restart_counts": list(self.restart_counts),
+                "next_stream": self.next_stream}
 
     def close(self) -> None:
         """Stop the env actors (their pending chunks are dropped)."""
@@ -416,5 +409,5 @@ class DistributedSQN:
         self.pending = [deque() for _ in range(self.num_actors)]
 
 
-__all__ = ["MODES", "ChunkReport", "DistributedSQN", "DistributedStats", "EnvWorker", "WeightsRef", "WorkerSpec",
-           "actor_seed", "policy_weights_numpy", "stream_ids"]
+__all__ = ["FIRST_STREAM", "MODES", "ChunkReport", "DistributedSQN", "DistributedStats", "EnvWorker", "WeightsRef",
+           "WorkerSpec", "actor_seed", "policy_weights_numpy"]

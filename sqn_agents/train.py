@@ -648,23 +648,25 @@ DISTRIBUTED_STATE = "distributed.json"  # beside checkpoint/: the env actors' re
 
 
 def _save_distributed(agent: SQNAgent, run: DistributedSQN, run_dir: Path, include_replay: bool) -> None:
-    """The restart counts first, then the checkpoint: the counts on disk are never older than the replay's
-    streams, so a resume's incarnations (count + 1) never reuse a stream."""
+    """The restart counts and next stream id first, then the checkpoint: what is on disk is never older than
+    the replay's streams, so a resume's incarnations never reuse a stream."""
     _write_json(run_dir / DISTRIBUTED_STATE, run.state_dict())
     agent.save(run_dir / "checkpoint", include_replay=include_replay)
 
 
-def resumed_restart_counts(run_dir: Path, num_actors: int) -> list[int]:
-    """Each actor's restart count in a resumed distributed run: the saved count + 1 (a new incarnation: new
-    seed, new replay streams). A run that was not distributed before starts at 1, so its actors' streams
-    (``distributed.stream_ids``) never meet the single-process run's sub-env ids 0, 1, ..."""
+def resumed_actor_state(run_dir: Path, num_actors: int) -> dict[str, Any]:
+    """``DistributedSQN``'s ``restart_counts`` and ``next_stream`` for a resumed run: each actor at its saved
+    count + 1 (a new incarnation: new seed), streams after the last one used. A run that was not
+    distributed before starts from the defaults (its streams are its sub-env ids, below ``FIRST_STREAM``)."""
     path = run_dir / DISTRIBUTED_STATE
     if not path.is_file():
-        return [1] * num_actors
-    saved = json.loads(path.read_text()).get("restart_counts")
-    if not isinstance(saved, list) or not all(type(c) is int and c >= 0 for c in saved):
-        raise ValueError(f"{path}: 'restart_counts' is {saved!r:.200}, expected a list of ints >= 0")
-    return [saved[i] + 1 if i < len(saved) else 0 for i in range(num_actors)]
+        return {}
+    saved = json.loads(path.read_text())
+    counts, next_stream = saved.get("restart_counts"), saved.get("next_stream")
+    if not isinstance(counts, list) or not all(type(c) is int and c >= 0 for c in counts) or type(next_stream) is not int:
+        raise ValueError(f"{path} holds {saved!r:.200}; expected 'restart_counts' (ints >= 0) and 'next_stream' (an int)")
+    return {"restart_counts": [counts[i] + 1 if i < len(counts) else 0 for i in range(num_actors)],
+            "next_stream": next_stream}
 
 
 def _start_ray(args: TrainArgs) -> bool:
@@ -692,11 +694,11 @@ def _train_distributed(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     score_key = GAME_KEY if args.env_id.startswith("ALE/") else "episode"
     if args.resume is None:
         agent = SQNAgent(obs_space, act_space, args.config, device=args.device, seed=args.seed)
-        restart_counts = None
+        resumed: dict[str, Any] = {}
     else:
         agent = SQNAgent.load(run_dir / "checkpoint", device=args.device, observation_space=obs_space,
                               action_space=act_space)
-        restart_counts = resumed_restart_counts(run_dir, args.num_actors)
+        resumed = resumed_actor_state(run_dir, args.num_actors)
     threshold = getattr(eval_env.spec, "reward_threshold", None) if eval_env.spec else None
     start_step = agent.env_steps
     log = RunLog(run_dir, resume_step=None if args.resume is None else start_step)
@@ -707,7 +709,7 @@ def _train_distributed(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     started_ray = _start_ray(args)
     run = DistributedSQN(agent, env_fn, num_actors=args.num_actors, num_envs=args.num_envs, mode=args.distributed_mode,
                          steps_per_chunk=args.steps_per_chunk, weight_sync_every=args.weight_sync_every,
-                         actor_cpus=args.actor_cpus, seed=args.seed, restart_counts=restart_counts, score_key=score_key)
+                         actor_cpus=args.actor_cpus, seed=args.seed, score_key=score_key, **resumed)
     recent: deque[float] = deque(maxlen=20)
     t0 = time.perf_counter()
     from tqdm import tqdm

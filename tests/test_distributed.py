@@ -15,12 +15,12 @@ from envs import make_stacked_env
 
 from sqn_agents import SQNAgent, SQNConfig
 from sqn_agents.distributed import (
+    FIRST_STREAM,
     DistributedSQN,
     EnvWorker,
     WeightsRef,
     actor_seed,
     policy_weights_numpy,
-    stream_ids,
 )
 from sqn_agents.transport import ChunkDecoder
 
@@ -46,11 +46,9 @@ def _record_adds(agent: SQNAgent) -> list[tuple[np.ndarray, ...]]:
     return rows
 
 
-def test_seeds_and_stream_ids_differ_for_every_actor_incarnation():
+def test_seeds_differ_for_every_actor_incarnation():
     seeds = {actor_seed(0, i, r) for i in range(4) for r in range(4)}
     assert len(seeds) == 16 and actor_seed(0, 1, 2) == actor_seed(0, 1, 2) != actor_seed(1, 1, 2)
-    ids = np.concatenate([stream_ids(i, r, np.arange(3)) for i in range(4) for r in range(3)])
-    assert len(np.unique(ids)) == len(ids)
 
 
 @pytest.mark.slow
@@ -65,7 +63,8 @@ def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
         for report in run.poll():
             chunks[report.actor_index] += 1
     run.close()
-    per_actor = {i: [r for r in received if (r[6] >> 40 == i).all()] for i in range(2)}
+    assert run.stream_bases == {(0, 0): FIRST_STREAM, (1, 0): FIRST_STREAM + 2}  # num_envs streams each
+    per_actor = {i: [r for r in received if (r[6] // 2 == run.stream_bases[(i, 0)] // 2).all()] for i in range(2)}
     assert sum(map(len, per_actor.values())) == len(received)
     for i, rows in per_actor.items():
         assert rows, f"actor {i} sent nothing"
@@ -82,7 +81,7 @@ def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
             decoder.decode(local.collect(WeightsRef(0, None)).chunk)
         want = [np.concatenate(c) for c in zip(*sent, strict=True)]
         got = [np.concatenate(c) for c in zip(*rows, strict=True)]
-        got[6] = got[6] - stream_ids(i, 0, 0)  # stream ids back to sub-env ids
+        got[6] = got[6] - run.stream_bases[(i, 0)]  # stream ids back to sub-env ids
         for name, a, b in zip(["obs", "actions", "rewards", "next_obs", "terminated", "truncated", "env_ids"],
                               want, got, strict=True):
             assert a.shape == b.shape and np.array_equal(a, b), (i, name)
@@ -97,7 +96,7 @@ def test_sync_mode_keeps_the_replay_ratio_and_weight_versions_reach_the_actors(r
     agent = _agent(cartpole, **cfg)
     run = DistributedSQN(agent, cartpole, num_actors=2, steps_per_chunk=20, weight_sync_every=15, seed=0)
     versions = []
-    while agent.env_steps < 800:
+    while agent.env_steps < 800 or len(run.stats.nodes) < 2:  # (an actor's first chunk may take seconds)
         versions += [r.weight_version for r in run.poll()]
     run.close()
     start = max(cfg["learning_starts"], cfg["batch_size"])
@@ -129,7 +128,8 @@ def test_a_killed_actor_is_restarted_and_the_replay_stays_consistent(ray_cluster
     received = _record_adds(agent)
     run = DistributedSQN(agent, cartpole, num_actors=2, steps_per_chunk=20, seed=5)
     def chunks_from(actor: int, restart: int) -> int:
-        return sum(int((r[6] == stream_ids(actor, restart, 0)).all()) for r in received)
+        base = run.stream_bases.get((actor, restart))
+        return sum(int((r[6] == base).all()) for r in received)
 
     while chunks_from(0, 0) < 3:
         run.poll()
@@ -140,14 +140,15 @@ def test_a_killed_actor_is_restarted_and_the_replay_stays_consistent(ray_cluster
     assert run.stats.restarts == 1 and run.restart_counts == [1, 0]
     streams = np.concatenate([r[6] for r in received])
     # actor 0, actor 1, actor 0 after its restart
-    assert set(np.unique(streams).tolist()) == {int(stream_ids(a, r, 0)) for a, r in [(0, 0), (1, 0), (0, 1)]}
+    assert run.stream_bases == {(0, 0): FIRST_STREAM, (1, 0): FIRST_STREAM + 1, (0, 1): FIRST_STREAM + 2}
+    assert set(np.unique(streams).tolist()) == set(run.stream_bases.values())
     assert len(agent.replay) == len(streams) == agent.env_steps
     # n-step links only ever join rows of one stream, so never across the restart
     replay = agent.replay
     linked = np.flatnonzero(replay.succ[: len(streams)] >= 0)
     assert len(linked) > 100 and (streams[replay.succ[linked]] == streams[linked]).all()
     # the restarted incarnation played with its own seed: its first episode is not the first one again
-    first = {r: np.concatenate([row[0][row[6] == stream_ids(0, r, 0)] for row in received])[0] for r in (0, 1)}
+    first = {r: np.concatenate([row[0][row[6] == run.stream_bases[(0, r)]] for row in received])[0] for r in (0, 1)}
     assert not np.array_equal(first[0], first[1])
     with pytest.raises(RuntimeError, match="max_restarts"):
         strict = DistributedSQN(agent, cartpole, num_actors=1, steps_per_chunk=5, max_restarts=0)
@@ -162,7 +163,7 @@ def test_cartpole_learns_through_two_actors(ray_cluster):
     while agent.env_steps < 8000:
         run.poll()
     run.close()
-    from sqn_agents.train import evaluate
+    from sqn_agents.loop import evaluate
 
     returns = evaluate(agent, cartpole(), 10, seed=10_000)
     assert np.mean(returns) >= 150, returns  # a random policy scores ~22
@@ -180,14 +181,16 @@ def test_sqn_train_distributed_runs_checkpoints_and_resumes(ray_cluster, tmp_pat
     main([*flags, "--total-steps", "400", "--output-dir", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["env_steps"] >= 400 and summary["distributed"]["transitions"] == summary["env_steps"]
-    assert json.loads((out / "distributed.json").read_text())["restart_counts"] == [0, 0]
+    saved = json.loads((out / "distributed.json").read_text())
+    assert saved["restart_counts"] == [0, 0] and saved["next_stream"] == FIRST_STREAM + 2
     first = SQNAgent.load(out / "checkpoint")
     assert len(first.replay) == first.env_steps == summary["env_steps"]
 
     main(["--resume", str(out), "--total-steps", "700", "--no-progress"])
     resumed = json.loads((out / "summary.json").read_text())
     assert resumed["env_steps"] >= 700 and resumed["distributed"]["transitions"] == resumed["env_steps"] - first.env_steps
-    assert json.loads((out / "distributed.json").read_text())["restart_counts"] == [1, 1]  # new incarnations
+    saved = json.loads((out / "distributed.json").read_text())
+    assert saved["restart_counts"] == [1, 1] and saved["next_stream"] == FIRST_STREAM + 4  # new incarnations
     agent = SQNAgent.load(out / "checkpoint")
     assert len(agent.replay) == agent.env_steps == resumed["env_steps"]
     assert agent.gradient_steps == resumed["gradient_steps"] > first.gradient_steps
@@ -209,3 +212,21 @@ def test_the_python_example_of_docs_distributed_runs_as_written(ray_cluster, tmp
     namespace: dict = {}
     exec(compile(code, "docs/distributed.md", "exec"), namespace)
     assert namespace["agent"].env_steps >= 300 and (tmp_path / "runs/cartpole/agent").is_dir()
+
+
+@pytest.mark.slow
+def test_a_single_process_run_resumes_as_a_distributed_one(ray_cluster, tmp_path):
+    from sqn_agents.train import main
+
+    out = tmp_path / "run"
+    small = ["--eval-every", "0", "--no-progress", "--config.learning-starts", "50", "--config.batch-size", "16",
+             "--config.hidden-sizes", "16", "--config.n-step", "3"]
+    main([*small, "--total-steps", "200", "--output-dir", str(out)])
+    main(["--resume", str(out), "--distributed", "--num-actors", "2", "--steps-per-chunk", "10",
+          "--total-steps", "400", "--no-progress"])
+    agent = SQNAgent.load(out / "checkpoint")
+    assert len(agent.replay) == agent.env_steps >= 400
+    assert json.loads((out / "distributed.json").read_text())["next_stream"] == FIRST_STREAM + 2
+    # the actors wrote to streams of their own (FIRST_STREAM, FIRST_STREAM + 1), not the single-process stream 0
+    open_streams = set(agent.replay.state_dict()["stream_ids"].tolist())  # streams whose episode goes on
+    assert open_streams <= {0, FIRST_STREAM, FIRST_STREAM + 1} and open_streams & {FIRST_STREAM, FIRST_STREAM + 1}
