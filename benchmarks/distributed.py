@@ -112,7 +112,8 @@ def main() -> None:
 
     torch.set_num_threads(1)
     info = machine_info()
-    ray.init(num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
+    # address="local": a new instance even where another Ray cluster runs on this machine
+    ray.init(address="local", num_cpus=max(4, os.cpu_count() or 1), include_dashboard=False, log_to_driver=False)
     envs = ["CartPole-v1"] if args.quick else ["CartPole-v1", "ALE/Breakout-v5"]
     actor_counts = (1, 2) if args.quick else (1, 2, 4)
     results: dict[str, Any] = {}

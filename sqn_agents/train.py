@@ -675,8 +675,11 @@ def _start_ray(args: TrainArgs) -> bool:
 
     if ray.is_initialized():
         return False
-    cpus = None if args.ray_address else max(os.cpu_count() or 1, math.ceil(args.num_actors * args.actor_cpus))
-    ray.init(address=args.ray_address, num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    if args.ray_address:
+        ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False)
+    else:  # "local": a new instance here, even where another Ray cluster runs on this machine
+        cpus = max(os.cpu_count() or 1, math.ceil(args.num_actors * args.actor_cpus))
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     return True
 
 
