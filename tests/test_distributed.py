@@ -51,6 +51,25 @@ def test_seeds_differ_for_every_actor_incarnation():
     assert len(seeds) == 16 and actor_seed(0, 1, 2) == actor_seed(0, 1, 2) != actor_seed(1, 1, 2)
 
 
+@pytest.mark.parametrize("kwargs,error,match", [
+    ({"num_actors": 0}, ValueError, "num_actors must be >= 1"),
+    ({"num_actors": 2.0}, TypeError, "num_actors must be an int"),
+    ({"mode": "lockstep"}, ValueError, "mode must be one of"),
+    ({"steps_per_chunk": 0}, ValueError, "steps_per_chunk"),
+    ({"actor_cpus": "1"}, TypeError, "actor_cpus must be a number"),
+    ({"actor_cpus": 0}, ValueError, "actor_cpus must be > 0"),
+    ({"chunks_in_flight": 0}, ValueError, "chunks_in_flight"),
+    ({"restart_counts": [0]}, ValueError, "restart_counts must be 2 ints"),
+    ({"next_stream": -1}, ValueError, "next_stream must be >= 0"),
+])
+def test_bad_arguments_are_refused_before_anything_starts(kwargs, error, match):
+    agent = _agent(cartpole, hidden_sizes=(8,))
+    with pytest.raises(error, match=match):
+        DistributedSQN(agent, cartpole, **{"num_actors": 2, **kwargs})
+    with pytest.raises(TypeError, match="agent must be an SQNAgent"):
+        DistributedSQN(agent.learner, cartpole)
+
+
 @pytest.mark.slow
 def test_frame_stack_transitions_received_equal_those_sent_exactly(ray_cluster):
     """Learning off, so the weights stay the initial ones and an in-process EnvWorker with the same

@@ -149,3 +149,15 @@ def test_vectors_travel_as_they_are():
     assert len(decoder.decode(encoder.flush())) == 0
     with pytest.raises(ValueError, match="frame_stack"):
         ChunkDecoder(SHAPE, np.uint8, True).decode(chunk)
+
+
+def test_an_add_with_a_repeated_or_negative_stream_is_refused():
+    encoder = ChunkEncoder((2, 1, 1), np.uint8, True)
+    stacks, no = np.zeros((2, 2, 1, 1), np.uint8), np.zeros(2, bool)
+    with pytest.raises(ValueError, match="repeat a stream"):
+        encoder.add(stacks, np.zeros((2, 1)), np.ones(2), stacks, no, no, np.array([1, 1]))
+    with pytest.raises(ValueError, match="env_ids must be >= 0"):
+        encoder.add(stacks, np.zeros((2, 1)), np.ones(2), stacks, no, no, np.array([0, -1]))
+    assert len(encoder) == 0 and len(encoder.flush()) == 0  # nothing half-written
+    with pytest.raises(ValueError, match="frame_stack=True needs stacks"):
+        ChunkEncoder((3,), np.float32, True)
