@@ -20,7 +20,8 @@ def ray_cluster():
 
     # Ray's workers import the env factories of tests/envs.py and this tree's sqn_agents.
     here = Path(__file__).resolve().parent
-    paths = [str(here), str(here.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    previous = os.environ.get("PYTHONPATH")
+    paths = [str(here), str(here.parent), *filter(None, (previous or "").split(os.pathsep))]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                             "object_store_memory": 100 * 2**20})
@@ -30,3 +31,7 @@ def ray_cluster():
     yield cluster
     ray.shutdown()
     cluster.shutdown()
+    if previous is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = previous
