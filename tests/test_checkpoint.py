@@ -6,6 +6,7 @@ that names what is wrong and where, never an exception from deep inside torch or
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import random
@@ -542,7 +543,8 @@ def test_a_format_1_checkpoint_of_the_code_before_the_split_loads_and_continues_
     agent = SQNAgent.load(tmp_path / "v1" / "before", device="cpu")
     assert (agent.env_steps, agent.updates, agent.gradient_steps, agent.skipped_updates) == (103, 88, 88, 0)
     assert agent.intake.prev_done.tolist() == [False, True] and len(agent.replay) == 64
-    assert agent.config == _v1_maker().CONFIG
+    # the pre-split code had no n_step (one-step returns); today's default is 3, and the old config keeps 1
+    assert agent.config == dataclasses.replace(_v1_maker().CONFIG, n_step=1)
     actions = _v1_maker().continue_run(agent)
     np.testing.assert_array_equal(actions, np.load(V1_DATA / "after_actions.npy"))
     want, got = snapshot(SQNAgent.load(tmp_path / "v1" / "after", device="cpu")), snapshot(agent)

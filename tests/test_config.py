@@ -74,3 +74,10 @@ def test_defaults_are_valid_and_round_trip_through_dict():
 def test_from_dict_refuses_unknown_fields():
     with pytest.raises(ValueError, match=r"unknown SQNConfig field\(s\) \['gama'\]"):
         SQNConfig.from_dict({"gama": 0.9})
+
+
+def test_a_config_saved_before_n_step_existed_keeps_one_step_returns():
+    old = SQNConfig().to_dict()
+    del old["n_step"]
+    assert SQNConfig.from_dict(old).n_step == 1
+    assert SQNConfig.from_dict(SQNConfig().to_dict()).n_step == SQNConfig().n_step == 3
