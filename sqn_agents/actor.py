@@ -55,6 +55,16 @@ def autoreset_name(mode: Any) -> str:
 
 
 # ---------------------------------------------------------------------- acting
+def gumbel_max_sample(log_pi: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One sample of each row's policy: ``argmax(log pi + Gumbel noise)``, ``(B, D, N) -> (B, D)``.
+
+    The noise is finite, so an action with ``log pi = -inf`` (padded or illegal) is never drawn
+    while any action of its row is possible.
+    """
+    u = torch.rand(log_pi.shape, generator=generator, device=log_pi.device)
+    return (log_pi - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(dim=-1)
+
+
 class Actor:
     """The Boltzmann policy ``softmax(min(Q1, Q2) / alpha)`` over Q networks it is given.
 
@@ -147,9 +157,7 @@ class Actor:
             index = q.argmax(dim=-1)
         else:
             # Gumbel-max: argmax(log pi + Gumbel noise) is a sample of pi, for all rows and dimensions at once.
-            log_pi = soft_q.boltzmann_log_policy(q, self.alpha, self.mask)
-            u = torch.rand(log_pi.shape, generator=self.generator, device=self.device)
-            index = (log_pi - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(dim=-1)
+            index = gumbel_max_sample(soft_q.boltzmann_log_policy(q, self.alpha, self.mask), self.generator)
         return self.codec.from_index(index.cpu().numpy(), batched=batch is not None)
 
     # --- state: the sampling generator ---------------------------------------------------
@@ -311,4 +319,4 @@ class TransitionIntake:
         self.prev_done = None if prev_done is None else np.array(prev_done, dtype=bool)
 
 
-__all__ = ["AUTORESET_MODES", "Actor", "TransitionIntake", "TransitionSink", "autoreset_name"]
+__all__ = ["AUTORESET_MODES", "Actor", "gumbel_max_sample", "TransitionIntake", "TransitionSink", "autoreset_name"]
