@@ -96,7 +96,8 @@ def main() -> None:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"command": " ".join(sys.argv), "seed": args.seed, "curve": curve,
-                                               "final": final, "final_games": args.final_games, "seconds": elapsed}, indent=1))
+                                               "final": final, "final_games": args.final_games,
+                                               "eval_games": args.eval_games, "seconds": elapsed}, indent=1))
 
 
 if __name__ == "__main__":

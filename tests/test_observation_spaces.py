@@ -198,3 +198,32 @@ def test_unsupported_observation_spaces_are_a_type_error(space):
         ObservationCodec(space, ActionCodec(Discrete(2)))
     with pytest.raises(TypeError, match="observation_space part"):
         ObservationCodec(gym.spaces.Dict({"x": space}), ActionCodec(Discrete(2)))
+
+
+def test_an_actor_from_weights_and_a_list_sink_work_with_dict_observations():
+    from sqn_agents.actor import Actor, TransitionIntake
+
+    env = ConnectFourEnv()
+    space, act_space = env.observation_space, env.action_space
+    agent = SQNAgent(space, act_space, SMALL, seed=0, device="cpu")
+    actor = Actor.from_weights(space, act_space, agent.learner.policy_weights(), hidden_sizes=SMALL.hidden_sizes)
+    obs, _ = env.reset(seed=0)
+    assert actor.act(obs, deterministic=True) == agent.act(obs, deterministic=True)
+
+    class ListSink:
+        def __init__(self):
+            self.rows = []
+
+        def add(self, *args, **kwargs):
+            self.rows.append((args, kwargs))
+
+    sink = ListSink()
+    intake = TransitionIntake(space, act_space, sink)
+    action = actor.act(obs)
+    nxt, reward, term, trunc, _ = env.step(action)
+    assert intake.observe(obs, action, reward, nxt, term, trunc) == 1
+    (args, kwargs), = sink.rows
+    assert set(args[0]) == {"board", "action_mask"} and args[0]["board"].dtype == np.uint8
+    agent.learner.add(*args, **kwargs)  # what a remote actor ships, the learner stores
+    assert len(agent.replay) == 1
+    np.testing.assert_array_equal(agent.replay.next_obs["board"][0], nxt["board"])
