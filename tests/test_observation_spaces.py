@@ -227,3 +227,23 @@ def test_an_actor_from_weights_and_a_list_sink_work_with_dict_observations():
     agent.learner.add(*args, **kwargs)  # what a remote actor ships, the learner stores
     assert len(agent.replay) == 1
     np.testing.assert_array_equal(agent.replay.next_obs["board"][0], nxt["board"])
+
+
+def test_a_discrete_observation_learns_exactly_like_its_one_hot_box():
+    """One-hot on the device is the same function as FlattenObservation's one-hot Box: same weights, same updates."""
+    n, cfg = 6, SQNConfig(learning_starts=16, batch_size=8, hidden_sizes=(16,), n_step=2)
+    discrete = SQNAgent(Discrete(n), Discrete(3), cfg, seed=0, device="cpu")
+    one_hot = SQNAgent(Box(0, 1, (n,), np.float32), Discrete(3), cfg, seed=0, device="cpu")
+    rng = np.random.default_rng(0)
+    s = 0
+    for t in range(40):
+        s2, a, r = int(rng.integers(n)), discrete.act(s), float(rng.normal())
+        assert one_hot.act(np.eye(n, dtype=np.float32)[s]) == a
+        discrete.observe(s, a, r, s2, t % 9 == 8, False)
+        one_hot.observe(np.eye(n, dtype=np.float32)[s], a, r, np.eye(n, dtype=np.float32)[s2], t % 9 == 8, False)
+        discrete.learn()
+        one_hot.learn()
+        s = s2
+    assert discrete.gradient_steps == one_hot.gradient_steps > 0
+    for pd, pb in zip(discrete.q_nets.parameters(), one_hot.q_nets.parameters(), strict=True):
+        torch.testing.assert_close(pd, pb, rtol=1e-5, atol=1e-6)
