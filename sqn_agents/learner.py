@@ -249,7 +249,7 @@ class Learner:
             if mid_obs is not None:  # soft n-step: the entropy bonus of the states on the way
                 flat = _map_parts(lambda t: t.flatten(0, 1), mid_obs)
                 q_mid = torch.minimum(self.target_nets[0](flat), self.target_nets[1](flat))
-                mid_mask = flat[MASK_KEY].view(*mid_discounts.shape, *q_mid.shape[1:]) if self.obs_codec.masked else self.mask
+                mid_mask = flat[MASK_KEY] if self.obs_codec.masked else self.mask  # (B * K, D, N), as q_mid
                 target = target + soft_q.intermediate_entropy_bonus(
                     q_mid.view(*mid_discounts.shape, *q_mid.shape[1:]), alpha, mid_discounts, mid_mask)
 

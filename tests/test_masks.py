@@ -232,3 +232,30 @@ def test_connect_four_masks_come_from_the_observation_and_no_move_is_illegal():
         agent.learn()
         obs = env.reset()[0] if term or trunc else nxt
     assert agent.replay.obs["board"].dtype == np.uint8 and agent.gradient_steps > 0
+
+
+def test_soft_n_step_takes_the_entropy_of_the_intermediate_states_over_their_legal_actions():
+    """With soft_n_step the states on the way carry their masks: with one legal action everywhere there is no
+    entropy bonus, and the target is the discounted rewards plus the target Q of the one legal action."""
+    cfg = SQNConfig(learning_starts=3, batch_size=3, n_step=3, soft_n_step=True, hidden_sizes=(8,), gamma=0.9)
+    agent = SQNAgent(MASKED, Discrete(5), cfg, seed=0, device="cpu")
+    one = [0, 0, 1, 0, 0]
+    xs = [np.full(3, i / 10, np.float32) for i in range(4)]
+    for t in range(3):
+        agent.observe(obs_with(one, xs[t]), 2, float(t), obs_with(one, xs[t + 1]), False, False)
+    sampled = []
+    sample = agent.replay.sample
+    agent.replay.sample = lambda *a, **k: sampled.append(sample(*a, **k)) or sampled[-1]
+    online, target = copy.deepcopy(agent.q_nets), copy.deepcopy(agent.target_nets)
+    metrics = agent.learn()
+    b = sampled[0]
+    assert (b.mid_obs[MASK_KEY][..., 0, :] == np.array(one, bool)).all() and (b.mid_discounts > 0).any()
+
+    def q(net, obs):
+        with torch.no_grad():
+            return net({k: torch.as_tensor(v) for k, v in obs.items()})[:, 0, 2].double().numpy()
+
+    y = b.rewards + b.discounts * (1 - b.terminated) * np.minimum(q(target[0], b.next_obs), q(target[1], b.next_obs))
+    loss = sum(((q(net, b.obs) - y) ** 2).mean() for net in online)
+    assert metrics["q_loss"] == pytest.approx(loss, rel=1e-5)
+    assert metrics["entropy"] == 0.0
