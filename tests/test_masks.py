@@ -259,3 +259,12 @@ def test_soft_n_step_takes_the_entropy_of_the_intermediate_states_over_their_leg
     loss = sum(((q(net, b.obs) - y) ** 2).mean() for net in online)
     assert metrics["q_loss"] == pytest.approx(loss, rel=1e-5)
     assert metrics["entropy"] == 0.0
+
+
+def test_the_distributed_mode_refuses_dict_observations_and_masks_before_starting_anything():
+    from sqn_agents.distributed import DistributedSQN
+
+    for agent in (SQNAgent(MASKED, Discrete(5), SMALL, device="cpu"),
+                  SQNAgent(Box(-1, 1, (3,), np.float32), Discrete(5), SMALL, device="cpu", action_mask=True)):
+        with pytest.raises(TypeError, match="one Box observation and no action masks"):
+            DistributedSQN(agent, ConnectFourEnv)
