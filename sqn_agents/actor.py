@@ -24,6 +24,13 @@ own, in one of two ways (``envs.metadata["autoreset_mode"]``):
   last observation back in place for the done rows.
 
 ``DISABLED`` (you reset sub-envs yourself) needs neither.
+
+Legal-action masks (``observations.py``): from the observation's ``"action_mask"`` entry, or
+given as ``act(obs, action_mask=...)`` and ``observe(..., action_mask=..., next_action_mask=...)``
+to an agent built with ``action_mask=True``. ``act`` samples and takes the argmax over legal
+actions only. ``observe`` refuses a state with no legal action and an action its mask forbids;
+a terminated ``next_obs`` may have none (a finished board game), and is stored with every action
+legal, since nothing bootstraps from it.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ from torch import nn
 from sqn_agents import soft_q
 from sqn_agents.checkpoint import load_generator_state
 from sqn_agents.networks import NetworkFactory, build_q_network, resolve_device
-from sqn_agents.spaces import ActionCodec, as_obs_array, batch_size_of_obs, check_observation_space
+from sqn_agents.observations import MASK_KEY, ObservationCodec, batched, no_legal_action, shape_of
+from sqn_agents.replay import ObsArrays, take_obs
+from sqn_agents.spaces import ActionCodec
 
 AUTORESET_MODES = ("next_step", "same_step", "disabled")
 
@@ -55,6 +64,16 @@ def autoreset_name(mode: Any) -> str:
 
 
 # ---------------------------------------------------------------------- acting
+def gumbel_max_sample(log_pi: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One sample of each row's policy: ``argmax(log pi + Gumbel noise)``, ``(B, D, N) -> (B, D)``.
+
+    The noise is finite, so an action with ``log pi = -inf`` (padded or illegal) is never drawn
+    while any action of its row is possible.
+    """
+    u = torch.rand(log_pi.shape, generator=generator, device=log_pi.device)
+    return (log_pi - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(dim=-1)
+
+
 class Actor:
     """The Boltzmann policy ``softmax(min(Q1, Q2) / alpha)`` over Q networks it is given.
 
@@ -72,9 +91,11 @@ class Actor:
         log_alpha: torch.Tensor,
         *,
         seed: int | None = None,
+        action_mask: bool = False,
     ) -> None:
-        self.observation_space = check_observation_space(observation_space)
         self.codec = ActionCodec(action_space)
+        self.obs_codec = ObservationCodec(observation_space, self.codec, action_mask)
+        self.observation_space = observation_space
         if len(q_nets) != 2:
             raise ValueError(f"q_nets must hold the two online Q networks, got {len(q_nets)}")
         self.q_nets = q_nets
@@ -95,22 +116,26 @@ class Actor:
         network_factory: NetworkFactory | None = None,
         device: str | torch.device = "cpu",
         seed: int | None = None,
+        action_mask: bool = False,
     ) -> Actor:
         """An act-only policy from a learner's ``policy_weights()`` (no replay, optimizers or targets).
 
-        ``hidden_sizes`` and ``network_factory`` must be the learner's, so the networks match the weights.
+        ``hidden_sizes``, ``network_factory`` and ``action_mask`` must be the learner's, so the networks
+        match the weights.
         """
         codec = ActionCodec(action_space)
+        space = ObservationCodec(observation_space, codec, action_mask).network_space
         with torch.random.fork_rng(devices=[]):  # the weights replace the initialisation: leave the global RNG alone
             q_nets = nn.ModuleList(
-                [build_q_network(observation_space, codec.action_dims, codec.num_actions, hidden_sizes, network_factory)
+                [build_q_network(space, codec.action_dims, codec.num_actions, hidden_sizes, network_factory)
                  for _ in range(2)]
             )
         if "log_alpha" not in weights:
             raise ValueError(f"weights lack 'log_alpha'; expected a learner's policy_weights(), got keys {sorted(weights)[:5]}")
         device = resolve_device(device)
         log_alpha = torch.empty(tuple(weights["log_alpha"].shape), device=device)
-        actor = cls(observation_space, action_space, q_nets.to(device).requires_grad_(False), log_alpha, seed=seed)
+        actor = cls(observation_space, action_space, q_nets.to(device).requires_grad_(False), log_alpha, seed=seed,
+                    action_mask=action_mask)
         actor.load_weights(weights)
         return actor
 
@@ -130,27 +155,56 @@ class Actor:
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
 
-    def q_values(self, obs: torch.Tensor) -> torch.Tensor:
+    def q_values(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
         """Acting Q table: the minimum of the two online networks, (B, D, N)."""
         return torch.minimum(self.q_nets[0](obs), self.q_nets[1](obs))
 
     @torch.no_grad()
-    def act(self, obs: Any, deterministic: bool = False) -> Any:
-        """Action(s) for one observation or a batch: a sample of ``softmax(Q / alpha)``, or its argmax."""
-        arr = as_obs_array(obs, self.observation_space)
-        batch = batch_size_of_obs(arr, self.observation_space)
-        x = torch.as_tensor(arr if batch is not None else arr[None], device=self.device)
+    def act(self, obs: Any, deterministic: bool = False, action_mask: Any = None) -> Any:
+        """Action(s) for one observation or a batch: a sample of ``softmax(Q / alpha)``, or its argmax,
+        over the legal actions when there is a mask (in the observation, or ``action_mask``).
+
+        A single state with no legal action is refused. In a batch such a row is a finished sub-env of a
+        vector env (NEXT_STEP autoreset ignores its action), so it gets an action of the unmasked policy.
+        """
+        arrays, batch = self.obs_codec.encode(obs)
+        legal = self._legal_actions(arrays, action_mask, batch)
+        arrays = batched(arrays) if batch is None else arrays
+        if isinstance(arrays, dict):
+            x = {k: torch.as_tensor(v, device=self.device) for k, v in arrays.items() if k != MASK_KEY}
+        else:
+            x = torch.as_tensor(arrays, device=self.device)
         q = self.q_values(x)
+        mask = self.mask if legal is None else torch.as_tensor(legal, device=self.device)
         if deterministic:
-            if self.mask is not None:
-                q = q.masked_fill(~self.mask, float("-inf"))
+            if mask is not None:
+                q = q.masked_fill(~mask, float("-inf"))
             index = q.argmax(dim=-1)
         else:
             # Gumbel-max: argmax(log pi + Gumbel noise) is a sample of pi, for all rows and dimensions at once.
-            log_pi = soft_q.boltzmann_log_policy(q, self.alpha, self.mask)
-            u = torch.rand(log_pi.shape, generator=self.generator, device=self.device)
-            index = (log_pi - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(dim=-1)
+            index = gumbel_max_sample(soft_q.boltzmann_log_policy(q, self.alpha, mask), self.generator)
         return self.codec.from_index(index.cpu().numpy(), batched=batch is not None)
+
+    def _legal_actions(self, arrays: ObsArrays, action_mask: Any, batch: int | None) -> np.ndarray | None:
+        """The ``(B, D, N)`` mask to act under, or None (no masks: only the padding, ``self.mask``)."""
+        codec = self.obs_codec
+        if action_mask is not None:
+            if codec.mask_in_obs:
+                raise ValueError(f"action_mask was given, but the observations hold '{MASK_KEY}' already")
+            legal = codec.mask(action_mask, batch, "action_mask")
+        elif codec.mask_in_obs:
+            legal = arrays[MASK_KEY]
+        elif codec.masked:
+            raise ValueError("this agent was built with action_mask=True: pass act(obs, action_mask=...)")
+        else:
+            return None
+        legal = legal[None] if batch is None else legal
+        empty = no_legal_action(legal)
+        if empty.any():
+            if batch is None:
+                raise ValueError("action_mask allows no action: a state needs at least one legal action per dimension")
+            legal = np.where(empty[:, None, None], codec.padding, legal)
+        return legal
 
     # --- state: the sampling generator ---------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -172,14 +226,16 @@ class Actor:
 
 # ---------------------------------------------------------------------- observing
 class TransitionSink(Protocol):
-    """Where the intake writes: the replay's ``add`` signature (a ``Learner`` and both replay buffers have it)."""
+    """Where the intake writes: the replay's ``add`` signature (a ``Learner`` and both replay buffers have it).
+
+    Observations of several parts, masks included, arrive as dicts of ``(n, ...)`` arrays."""
 
     def add(
         self,
-        obs: np.ndarray,
+        obs: ObsArrays,
         actions: np.ndarray,
         rewards: np.ndarray,
-        next_obs: np.ndarray,
+        next_obs: ObsArrays,
         terminated: np.ndarray,
         truncated: np.ndarray,
         env_ids: np.ndarray | None = None,
@@ -215,9 +271,12 @@ class TransitionIntake:
         action_space: gym.spaces.Space,
         sink: TransitionSink,
         autoreset_mode: Any = "next_step",
+        *,
+        action_mask: bool = False,
     ) -> None:
-        self.observation_space = check_observation_space(observation_space)
         self.codec = ActionCodec(action_space)
+        self.obs_codec = ObservationCodec(observation_space, self.codec, action_mask)
+        self.observation_space = observation_space
         self.sink = sink
         self.autoreset_mode = autoreset_name(autoreset_mode)
         self.prev_done: np.ndarray | None = None  # NEXT_STEP, per sub-env: was the last observed step done?
@@ -231,16 +290,24 @@ class TransitionIntake:
         terminated: Any,
         truncated: Any,
         info: dict[str, Any] | None = None,
+        *,
+        action_mask: Any = None,
+        next_action_mask: Any = None,
     ) -> int:
-        """Write one transition, or one per sub-env of a vector env; returns how many were written."""
-        space = self.observation_space
-        obs_arr = as_obs_array(obs, space, "obs")
-        next_arr = as_obs_array(next_obs, space, "next_obs")
-        batch = batch_size_of_obs(obs_arr, space, "obs")
-        if batch_size_of_obs(next_arr, space, "next_obs") != batch:
-            raise ValueError(f"obs has shape {obs_arr.shape} but next_obs has shape {next_arr.shape}; they must match")
+        """Write one transition, or one per sub-env of a vector env; returns how many were written.
+
+        ``action_mask`` / ``next_action_mask``: the legal actions of ``obs`` and ``next_obs`` when the
+        intake was built with ``action_mask=True`` (masks in ``info``, as Taxi's)."""
+        codec = self.obs_codec
+        obs_arr, batch = codec.encode(obs, "obs")
+        next_arr, next_batch = codec.encode(next_obs, "next_obs")
+        if next_batch != batch:
+            raise ValueError(f"obs has shape {shape_of(obs_arr)} but next_obs has shape {shape_of(next_arr)}; "
+                             "they must match")
         if batch == 0:
-            raise ValueError(f"obs has shape {obs_arr.shape}: an empty batch holds no transition to store")
+            raise ValueError(f"obs has shape {shape_of(obs_arr)}: an empty batch holds no transition to store")
+        obs_arr = self._with_mask(obs_arr, action_mask, batch, "action_mask")
+        next_arr = self._with_mask(next_arr, next_action_mask, batch, "next_action_mask")
         n = 1 if batch is None else batch
         if self.codec.batch_size_of(action) != batch:
             raise ValueError(
@@ -254,19 +321,51 @@ class TransitionIntake:
         term = _scalars(terminated, n, "terminated", bool)
         trunc = _scalars(truncated, n, "truncated", bool)
         if batch is None:
-            obs_arr, next_arr = obs_arr[None], next_arr[None]
+            obs_arr, next_arr = batched(obs_arr), batched(next_arr)
         else:
             next_arr = self._restore_final_obs(next_arr, term | trunc, info)
 
         keep = self._rows_to_keep(batch, term | trunc)
         rows = slice(None) if keep is None else keep
         env_ids = np.arange(n)[rows]
-        self.sink.add(obs_arr[rows], index[rows], rewards[rows], next_arr[rows], term[rows], trunc[rows], env_ids)
+        obs_arr, next_arr = take_obs(obs_arr, rows), take_obs(next_arr, rows)
+        if codec.masked:
+            next_arr = self._checked_masks(obs_arr, index[rows], next_arr, term[rows])
+        self.sink.add(obs_arr, index[rows], rewards[rows], next_arr, term[rows], trunc[rows], env_ids)
         if batch is not None and self.autoreset_mode == "next_step":
             self.prev_done = term | trunc  # only once the transition is written: a rejected call changes nothing
         return len(env_ids)
 
-    def _restore_final_obs(self, next_obs: np.ndarray, done: np.ndarray, info: dict[str, Any] | None) -> np.ndarray:
+    def _with_mask(self, arrays: ObsArrays, mask: Any, batch: int | None, name: str) -> ObsArrays:
+        """The observation's arrays with an explicitly given mask as its mask part."""
+        if mask is not None:
+            return self.obs_codec.with_mask(arrays, mask, batch, name)
+        if self.obs_codec.masked and not self.obs_codec.mask_in_obs:
+            raise ValueError(f"this agent was built with action_mask=True: pass {name}=... to observe()")
+        return arrays
+
+    def _checked_masks(self, obs: dict[str, np.ndarray], index: np.ndarray, next_obs: dict[str, np.ndarray],
+                       terminated: np.ndarray) -> dict[str, np.ndarray]:
+        """Refuse a state without legal actions or an illegal action; give a terminal next state all actions."""
+        mask, next_mask = obs[MASK_KEY], next_obs[MASK_KEY]
+        empty = no_legal_action(mask)
+        if empty.any():
+            raise ValueError(f"the action mask of obs (row {int(np.flatnonzero(empty)[0])}) allows no action; "
+                             "a state acted in needs at least one legal action per dimension")
+        legal = np.take_along_axis(mask, index[:, :, None], axis=2)[:, :, 0].all(axis=1)
+        if not legal.all():
+            row = int(np.flatnonzero(~legal)[0])
+            raise ValueError(f"the action of row {row} ({self.codec.from_index(index[row:row + 1], False)!r}) "
+                             "is illegal under its state's action mask")
+        empty = no_legal_action(next_mask)
+        if (empty & ~terminated).any():
+            raise ValueError(f"the action mask of next_obs (row {int(np.flatnonzero(empty & ~terminated)[0])}) "
+                             "allows no action, but the episode was not terminated there, so the target bootstraps from it")
+        if empty.any():  # nothing bootstraps from a terminal state: store it with every action legal (no NaN)
+            next_obs = {**next_obs, MASK_KEY: np.where(empty[:, None, None], self.obs_codec.padding, next_mask)}
+        return next_obs
+
+    def _restore_final_obs(self, next_obs: ObsArrays, done: np.ndarray, info: dict[str, Any] | None) -> ObsArrays:
         """SAME_STEP autoreset: put the real last observation back for done rows."""
         if self.autoreset_mode != "same_step" or not done.any():
             return next_obs
@@ -275,16 +374,21 @@ class TransitionIntake:
                 "autoreset_mode='same_step' and a sub-env is done, so next_obs holds its reset observation; "
                 "pass info=info from envs.step() so observe() can use info['final_obs']"
             )
-        next_obs, final = next_obs.copy(), info["final_obs"]
+        final = info["final_obs"]
+        next_obs = {k: v.copy() for k, v in next_obs.items()} if isinstance(next_obs, dict) else next_obs.copy()
         for i in np.flatnonzero(done):  # only the few done rows; final_obs is an object array
             try:
                 row = final[i]
             except (TypeError, IndexError, KeyError):
                 raise ValueError(f"info['final_obs'] has no final observation for done sub-env {i}") from None
-            row = as_obs_array(row, self.observation_space, f"info['final_obs'][{i}]")
-            if row.shape != self.observation_space.shape:  # it would broadcast silently
-                raise ValueError(f"info['final_obs'][{i}] has shape {row.shape}; expected {self.observation_space.shape}")
-            next_obs[i] = row
+            row, row_batch = self.obs_codec.encode(row, f"info['final_obs'][{i}]")
+            if row_batch is not None:  # it would broadcast silently
+                raise ValueError(f"info['final_obs'][{i}] has shape {shape_of(row)}; expected one observation")
+            if isinstance(next_obs, dict):
+                for k, v in row.items():  # an explicitly given next_action_mask stays as given
+                    next_obs[k][i] = v
+            else:
+                next_obs[i] = row
         return next_obs
 
     def _rows_to_keep(self, batch: int | None, done: np.ndarray) -> np.ndarray | None:
@@ -311,4 +415,4 @@ class TransitionIntake:
         self.prev_done = None if prev_done is None else np.array(prev_done, dtype=bool)
 
 
-__all__ = ["AUTORESET_MODES", "Actor", "TransitionIntake", "TransitionSink", "autoreset_name"]
+__all__ = ["AUTORESET_MODES", "Actor", "gumbel_max_sample", "TransitionIntake", "TransitionSink", "autoreset_name"]

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from sqn_agents.actor import Actor, TransitionIntake, autoreset_name
@@ -28,7 +29,7 @@ from sqn_agents.config import SQNConfig
 from sqn_agents.learner import Learner
 from sqn_agents.networks import NetworkFactory, resolve_device
 from sqn_agents.replay import Replay
-from sqn_agents.spaces import ActionCodec, check_observation_space, describe_space, space_from_description
+from sqn_agents.spaces import ActionCodec, describe_space, space_from_description
 
 # Errors a part may raise on a malformed state it is asked to load; a load turns each into a CheckpointError.
 _LOAD_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, RuntimeError)
@@ -70,20 +71,27 @@ class SQNAgent:
         seed: int | None = None,
         network_factory: NetworkFactory | None = None,
         autoreset_mode: Any = "next_step",
+        action_mask: bool = False,
     ) -> None:
+        """``action_mask=True``: the env gives legal-action masks outside the observation (Taxi's
+        ``info["action_mask"]``), passed to ``act`` and ``observe``; a ``Dict`` observation with an
+        ``"action_mask"`` entry needs no flag. Observation spaces: see ``observations.py``."""
         self.config = config if config is not None else SQNConfig()
         if not isinstance(self.config, SQNConfig):
             raise TypeError(f"config must be an SQNConfig, got {type(self.config).__name__}")
-        self.observation_space = check_observation_space(observation_space)
+        self.observation_space = observation_space
         self.action_space = action_space
+        self.action_mask = bool(action_mask)
         self.device = resolve_device(device)
         self.seed = seed
         self.network_factory = network_factory
         autoreset_mode = autoreset_name(autoreset_mode)  # refuse a bad mode before building networks
         self.learner = Learner(observation_space, action_space, self.config, device=self.device, seed=seed,
-                               network_factory=network_factory)
-        self.actor = Actor(observation_space, action_space, self.learner.q_nets, self.learner.log_alpha, seed=seed)
-        self.intake = TransitionIntake(observation_space, action_space, self.learner, autoreset_mode)
+                               network_factory=network_factory, action_mask=action_mask)
+        self.actor = Actor(observation_space, action_space, self.learner.q_nets, self.learner.log_alpha, seed=seed,
+                           action_mask=action_mask)
+        self.intake = TransitionIntake(observation_space, action_space, self.learner, autoreset_mode,
+                                       action_mask=action_mask)
         self.training = True
 
     # ------------------------------------------------------------------ the parts' public state
@@ -161,14 +169,15 @@ class SQNAgent:
             self.train(previous)
 
     # ------------------------------------------------------------------ act / observe / learn
-    def act(self, obs: Any, deterministic: bool | None = None) -> Any:
+    def act(self, obs: Any, deterministic: bool | None = None, *, action_mask: Any = None) -> Any:
         """Action(s) for one observation or a batch.
 
         Samples from ``softmax(Q / alpha)`` (with ``Q = min(Q1, Q2)``), or takes the argmax
         when ``deterministic`` is True. ``deterministic=None`` means greedy in evaluation
-        mode and sampling in training mode.
+        mode and sampling in training mode. Only legal actions are chosen when there is a mask:
+        the observation's ``"action_mask"``, or ``action_mask`` (one per observation of a batch).
         """
-        return self.actor.act(obs, (not self.training) if deterministic is None else deterministic)
+        return self.actor.act(obs, (not self.training) if deterministic is None else deterministic, action_mask)
 
     def observe(
         self,
@@ -179,15 +188,21 @@ class SQNAgent:
         terminated: Any,
         truncated: Any,
         info: dict[str, Any] | None = None,
+        *,
+        action_mask: Any = None,
+        next_action_mask: Any = None,
     ) -> None:
         """Store one transition, or one per sub-env of a vector env.
 
         Nothing is stored unless every argument is valid: shapes agree with the spaces,
-        actions lie in the action space and rewards and observations are finite.
+        actions lie in the action space and rewards and observations are finite; with masks,
+        every state acted in has a legal action and the action taken is legal. An agent built
+        with ``action_mask=True`` needs ``action_mask`` (of ``obs``) and ``next_action_mask``.
         """
         if not self.training:
             raise RuntimeError("observe() called in evaluation mode; call agent.train() first")
-        self.intake.observe(obs, action, reward, next_obs, terminated, truncated, info)
+        self.intake.observe(obs, action, reward, next_obs, terminated, truncated, info,
+                            action_mask=action_mask, next_action_mask=next_action_mask)
 
     def vector_env_reset(self) -> None:
         """Call after resetting a vector env yourself (``envs.reset()``) in NEXT_STEP mode.
@@ -240,8 +255,10 @@ class SQNAgent:
             "action_space": describe_space(self.action_space),
             "network": "builtin" if self.network_factory is None else "custom",
             "autoreset_mode": self.autoreset_mode,
-            "observation_low": self.observation_space.low,
-            "observation_high": self.observation_space.high,
+            "action_mask": self.action_mask,
+            # a Box's bounds go into the model file; a Dict or Tuple carries its parts' bounds in its description
+            "observation_low": getattr(self.observation_space, "low", np.zeros(0, np.float32)),
+            "observation_high": getattr(self.observation_space, "high", np.zeros(0, np.float32)),
         }
 
     def save(self, path: str | Path, *, include_replay: bool = False) -> Path:
@@ -300,7 +317,7 @@ class SQNAgent:
             )
         try:
             agent = cls(obs_space, act_space, config, device=device, network_factory=network_factory,
-                        autoreset_mode=description["autoreset_mode"])
+                        autoreset_mode=description["autoreset_mode"], action_mask=description.get("action_mask", False))
         except ValueError as e:
             raise CheckpointError(f"checkpoint at {path} describes an agent that cannot be built: {e}") from None
         try:

@@ -265,6 +265,7 @@ def unpack_agent(manifest: Mapping[str, Any], groups: Mapping[str, Mapping[str, 
         "action_space": manifest.get("action_space"),
         "network": manifest.get("network"),
         "autoreset_mode": manifest.get("autoreset_mode", "next_step"),
+        "action_mask": manifest.get("action_mask", False),  # absent before masks: none
         "observation_low": model["observation_space.low"].numpy(),
         "observation_high": model["observation_space.high"].numpy(),
     }

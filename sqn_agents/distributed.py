@@ -276,6 +276,9 @@ class DistributedSQN:
             raise ValueError(f"restart_counts must be {num_actors} ints >= 0, got {restart_counts!r}")
         if not isinstance(agent, SQNAgent):
             raise TypeError(f"agent must be an SQNAgent, got {type(agent).__name__}")
+        if not agent.learner.obs_codec.flat:  # the chunk transport carries one array per step
+            raise TypeError(f"the distributed mode takes agents with one Box observation and no action masks, got "
+                            f"observation space {agent.observation_space} (action_mask={agent.action_mask})")
         self.ray = _import_ray()
         if not self.ray.is_initialized():
             raise RuntimeError("Ray is not running in this process: call ray.init() (or ray.init(address=...)) first")

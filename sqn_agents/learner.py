@@ -34,13 +34,23 @@ from sqn_agents.config import SQNConfig
 from sqn_agents.layout import observation_layout
 from sqn_agents.metrics import LearnMetrics
 from sqn_agents.networks import NetworkFactory, build_q_network, resolve_device
-from sqn_agents.replay import Replay, ReplayBuffer
-from sqn_agents.spaces import ActionCodec, check_observation_space
+from sqn_agents.observations import MASK_KEY, ObservationCodec
+from sqn_agents.replay import ObsArrays, Replay, ReplayBuffer
+from sqn_agents.spaces import ActionCodec
 
 
-def make_replay(config: SQNConfig, observation_space: gym.spaces.Box, action_dims: int, seed: int | None) -> Replay:
-    """The buffer ``config.replay`` asks for: ``"auto"`` picks the frame-deduplicated one for frame stacks."""
+def make_replay(config: SQNConfig, observation_space: gym.spaces.Space, action_dims: int, seed: int | None,
+                obs_codec: ObservationCodec | None = None) -> Replay:
+    """The buffer ``config.replay`` asks for: ``"auto"`` picks the frame-deduplicated one for frame stacks.
+
+    Observations of several parts (``obs_codec`` not flat) get a ``ReplayBuffer`` of named arrays.
+    """
     space, kind = observation_space, config.replay
+    if obs_codec is not None and not obs_codec.flat:
+        if kind == "frame_stack":
+            raise ValueError(f"replay='frame_stack' stores one Box of frame stacks, but the observations have the "
+                             f"parts {[p.name for p in obs_codec.parts]}; use replay='uniform' or 'auto'")
+        return ReplayBuffer(config.buffer_size, obs_codec.storage_shape, obs_codec.storage_dtype, action_dims, seed=seed)
     frame_stack = observation_layout(space.shape, space.dtype).frame_stack
     if kind == "frame_stack" and not frame_stack:
         raise ValueError(
@@ -52,6 +62,15 @@ def make_replay(config: SQNConfig, observation_space: gym.spaces.Box, action_dim
 
         return FrameStackReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed)
     return ReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed)
+
+
+def _map_parts(fn: Any, *values: Any) -> Any:
+    """``fn`` applied to arrays, part by part to dicts of parts, and None left as None."""
+    if values[0] is None:
+        return None
+    if isinstance(values[0], dict):
+        return {k: fn(*(v[k] for v in values)) for k in values[0]}
+    return fn(*values)
 
 
 @dataclass
@@ -80,12 +99,16 @@ class Learner:
         device: str | torch.device = "cpu",
         seed: int | None = None,
         network_factory: NetworkFactory | None = None,
+        action_mask: bool = False,
     ) -> None:
+        """``action_mask=True``: legal-action masks come with the transitions though the observation space
+        has no ``"action_mask"`` entry (see ``observations.py``)."""
         self.config = cfg = config if config is not None else SQNConfig()
         if not isinstance(cfg, SQNConfig):
             raise TypeError(f"config must be an SQNConfig, got {type(cfg).__name__}")
-        self.observation_space = check_observation_space(observation_space)
         self.codec = ActionCodec(action_space)
+        self.obs_codec = ObservationCodec(observation_space, self.codec, action_mask)
+        self.observation_space = observation_space
         self.device = resolve_device(device)
 
         # Twin online Q networks (their initialisation runs on a forked RNG, so the global torch RNG
@@ -95,7 +118,8 @@ class Learner:
             if seed is not None:
                 torch.manual_seed(seed)
             self.q_nets = nn.ModuleList(
-                [build_q_network(observation_space, dims, n, cfg.hidden_sizes, network_factory) for _ in range(2)]
+                [build_q_network(self.obs_codec.network_space, dims, n, cfg.hidden_sizes, network_factory)
+                 for _ in range(2)]
             ).to(self.device)
         self.target_nets = copy.deepcopy(self.q_nets).requires_grad_(False)
         # Parameter lists for the fused Polyak update, built once rather than on every gradient step.
@@ -112,14 +136,17 @@ class Learner:
 
         # Random shifts of sampled images (augmentation='shift') draw from their own generator.
         space = self.observation_space
-        self.augment_layout = observation_layout(space.shape, space.dtype).image if cfg.augmentation == "shift" else None
-        if cfg.augmentation == "shift" and self.augment_layout is None:
-            raise ValueError(f"augmentation='shift' needs image observations (H, W, C) or (C, H, W), "
-                             f"got shape {space.shape}")
+        self.augment_layout = None
+        if cfg.augmentation == "shift":
+            if self.obs_codec.flat:
+                self.augment_layout = observation_layout(space.shape, space.dtype).image
+            if self.augment_layout is None:
+                raise ValueError(f"augmentation='shift' needs image observations (H, W, C) or (C, H, W) in one Box, "
+                                 f"got {space}")
         self.augment_generator = torch.Generator(device=self.device)
         self.augment_generator.manual_seed((seed if seed is not None else int(np.random.SeedSequence().entropy % 2**62)) + 1)
 
-        self.replay = make_replay(cfg, self.observation_space, dims, seed)
+        self.replay = make_replay(cfg, self.observation_space, dims, seed, self.obs_codec)
         self.counters = LearnerCounters()
 
     @property
@@ -136,15 +163,17 @@ class Learner:
     # ------------------------------------------------------------------ receiving
     def add(
         self,
-        obs: np.ndarray,
+        obs: ObsArrays,
         actions: np.ndarray,
         rewards: np.ndarray,
-        next_obs: np.ndarray,
+        next_obs: ObsArrays,
         terminated: np.ndarray,
         truncated: np.ndarray,
         env_ids: np.ndarray | None = None,
     ) -> None:
-        """Store checked transitions (zero-based ``(n, D)`` action indices) and advance the schedule's clock."""
+        """Store checked transitions (zero-based ``(n, D)`` action indices) and advance the schedule's clock.
+
+        Observations are arrays, or dicts of part arrays (with the masks) as ``TransitionIntake`` makes them."""
         self.replay.add(obs, actions, rewards, next_obs, terminated, truncated, env_ids)
         self.counters.env_steps += len(rewards)
 
@@ -167,17 +196,20 @@ class Learner:
         return metrics
 
     # ------------------------------------------------------------------ one gradient step
-    def _batch_tensors(self) -> tuple[torch.Tensor | None, ...]:
+    def _batch_tensors(self) -> tuple[Any, ...]:
         cfg = self.config
         if cfg.n_step == 1:
             batch = self.replay.sample(cfg.batch_size)
         else:
             batch = self.replay.sample(cfg.batch_size, n_step=cfg.n_step, gamma=cfg.gamma, intermediate=cfg.soft_n_step)
-        tensors = (None if x is None else torch.from_numpy(np.ascontiguousarray(x)) for x in batch)  # no copy on the CPU
+        return tuple(_map_parts(self._to_device, x) for x in batch)
+
+    def _to_device(self, x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x))  # no copy on the CPU
         if self.device.type != "cuda":
-            return tuple(t if t is None else t.to(self.device) for t in tensors)
+            return t.to(self.device)
         # CUDA: page-locked host memory lets the copies run asynchronously with the GPU's work.
-        return tuple(t if t is None else t.pin_memory().to(self.device, non_blocking=True) for t in tensors)
+        return t.pin_memory().to(self.device, non_blocking=True)
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
         return random_shift(images, self.config.shift_pad, self.augment_generator,
@@ -195,29 +227,31 @@ class Learner:
             if mid_obs is not None:
                 mid_obs = self._augment(mid_obs.flatten(0, 1)).reshape(mid_obs.shape)
         alpha = self.alpha
+        # Legal-action masks (B, D, N) ride with the observations; without them, the padding mask (D, N) or None.
+        mask, next_mask = (obs[MASK_KEY], next_obs[MASK_KEY]) if self.obs_codec.masked else (self.mask, self.mask)
 
         with torch.no_grad():
             if cfg.munchausen_scale > 0:  # the target networks at s_t too: one forward pass over both batches
-                both = torch.cat([obs, next_obs])
+                both = _map_parts(lambda a, b: torch.cat([a, b]), obs, next_obs)
                 q_both = torch.minimum(self.target_nets[0](both), self.target_nets[1](both))
-                q_now, next_q = q_both.split(len(obs))
+                q_now, next_q = q_both.split(len(actions))
             else:
                 next_q = torch.minimum(self.target_nets[0](next_obs), self.target_nets[1](next_obs))
             target = soft_q.soft_td_target(
                 rewards, terminated, next_q, alpha, cfg.gamma if discounts is None else discounts,
-                self.mask, cfg.multidiscrete_target,
+                next_mask, cfg.multidiscrete_target,
             )
             if cfg.munchausen_scale > 0:
-                bonus = soft_q.munchausen_bonus(q_now, actions, alpha, cfg.munchausen_scale, cfg.munchausen_clip,
-                                                self.mask)
+                bonus = soft_q.munchausen_bonus(q_now, actions, alpha, cfg.munchausen_scale, cfg.munchausen_clip, mask)
                 if cfg.multidiscrete_target == "mean":  # the branching target: one shared target per state
                     bonus = bonus.mean(dim=1, keepdim=True).expand_as(bonus)
                 target = target + bonus
             if mid_obs is not None:  # soft n-step: the entropy bonus of the states on the way
-                flat = mid_obs.flatten(0, 1)
+                flat = _map_parts(lambda t: t.flatten(0, 1), mid_obs)
                 q_mid = torch.minimum(self.target_nets[0](flat), self.target_nets[1](flat))
+                mid_mask = flat[MASK_KEY] if self.obs_codec.masked else self.mask  # (B * K, D, N), as q_mid
                 target = target + soft_q.intermediate_entropy_bonus(
-                    q_mid.view(*mid_obs.shape[:2], *q_mid.shape[1:]), alpha, mid_discounts, self.mask)
+                    q_mid.view(*mid_discounts.shape, *q_mid.shape[1:]), alpha, mid_discounts, mid_mask)
 
         q1, q2 = self.q_nets[0](obs), self.q_nets[1](obs)
         q1_taken, q2_taken = soft_q.taken_q(q1, actions), soft_q.taken_q(q2, actions)
@@ -238,11 +272,14 @@ class Learner:
             nn.utils.clip_grad_norm_(self.q_nets.parameters(), cfg.max_grad_norm)
         self.q_optimizer.step()
 
-        # Temperature: entropy of the acting policy softmax(min(Q1, Q2) / alpha) on the batch states.
+        # Temperature: entropy of the acting policy softmax(min(Q1, Q2) / alpha) on the batch states, against a
+        # target that follows each state's number of legal actions when there are masks (soft_q.py's decision).
         with torch.no_grad():
-            log_pi = soft_q.boltzmann_log_policy(torch.minimum(q1, q2), alpha, self.mask)
-            entropy = soft_q.policy_entropy(log_pi, self.mask)
-        alpha_loss = soft_q.temperature_loss(self.log_alpha, entropy, self.entropy_target)
+            log_pi = soft_q.boltzmann_log_policy(torch.minimum(q1, q2), alpha, mask)
+            entropy = soft_q.policy_entropy(log_pi, mask)
+            entropy_target = (soft_q.masked_target_entropy(mask, cfg.target_entropy_ratio)
+                              if self.obs_codec.masked else self.entropy_target)
+        alpha_loss = soft_q.temperature_loss(self.log_alpha, entropy, entropy_target)
         if cfg.autotune_alpha:
             self.alpha_optimizer.zero_grad(set_to_none=True)
             alpha_loss.backward()

@@ -4,9 +4,17 @@ The torso maps raw observations (any dtype: uint8 frames are scaled to [0, 1] he
 device, so replay and host-to-device copies stay uint8) to a feature vector. The head
 outputs ``D * N`` numbers reshaped to a ``(B, D, N)`` Q table (see ``soft_q.py``).
 
+Observations of several parts (``observations.ObservationCodec``: Dict, Tuple, Discrete,
+MultiDiscrete, MultiBinary) go through ``CombinedQNetwork``: each part through its own torso
+(a CNN for an image, one-hot for Discrete and MultiDiscrete, flattening for vectors and
+MultiBinary), the features concatenated and an MLP on top, as SB3's ``CombinedExtractor``.
+
 A user may replace the torso with their own module through ``network_factory``: a callable
 ``(observation_space, num_outputs) -> nn.Module`` whose module maps a float tensor
-``(B, *obs_shape)`` to ``(B, num_outputs)``.
+``(B, *obs_shape)`` to ``(B, num_outputs)``. For observations of several parts the factory is
+called with the ``gym.spaces.Dict`` of the parts (``ObservationCodec.network_space``) and its
+module receives a dict of tensors as stored (uint8 images, zero-based int64 indices for
+Discrete parts, int8 for MultiBinary; the legal-action mask left out).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import torch
 from torch import nn
 
 from sqn_agents.layout import observation_layout
+from sqn_agents.observations import MASK_KEY
 
 NetworkFactory = Callable[[gym.spaces.Space, int], nn.Module]
 
@@ -107,7 +116,9 @@ class QNetwork(nn.Module):
         self.num_actions = num_actions
         self.channels_last = channels_last
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(obs, dict):  # a user's module over the parts (the mask is not an input)
+            return self.body({k: v for k, v in obs.items() if k != MASK_KEY}).view(-1, self.action_dims, self.num_actions)
         if self.channels_last:
             obs = obs.permute(0, 3, 1, 2)
         memory_format = getattr(self.body, "input_memory_format", None)
@@ -115,6 +126,54 @@ class QNetwork(nn.Module):
             obs = obs.contiguous(memory_format=memory_format)  # re-lay the uint8 input, 1/4 the bytes of float32
         x = _to_float(obs)  # keeps the memory format
         return self.body(x).view(-1, self.action_dims, self.num_actions)
+
+
+class PartTorso(nn.Module):
+    """One observation part -> a flat float feature vector ``(B, features)``."""
+
+    def __init__(self, space: gym.spaces.Space) -> None:
+        super().__init__()
+        self.kind, self.channels_last, self.cnn = "flatten", False, None
+        if isinstance(space, gym.spaces.Discrete):
+            self.kind, self.features = "one_hot", int(space.n)
+            self.register_buffer("offsets", torch.zeros(1, dtype=torch.int64), persistent=False)
+        elif isinstance(space, gym.spaces.MultiDiscrete):  # one one-hot block per component, side by side
+            nvec = torch.as_tensor(space.nvec.ravel(), dtype=torch.int64)
+            self.kind, self.features = "one_hot", int(nvec.sum())
+            self.register_buffer("offsets", torch.cumsum(nvec, 0) - nvec, persistent=False)
+        elif isinstance(space, gym.spaces.Box) and observation_layout(space.shape, space.dtype).image is not None \
+                and sorted(space.shape)[1] >= 3:
+            layout, shape = observation_layout(space.shape, space.dtype).image, tuple(space.shape)
+            chw = shape if layout == "channels_first" else (shape[2], shape[0], shape[1])
+            self.kind, self.channels_last, self.features = "image", layout == "channels_last", 256
+            self.cnn = NatureCNN(chw, self.features) if min(chw[1:]) >= 36 else SmallCNN(chw, self.features)
+        else:  # vectors, MultiBinary, and images too small for a 3x3 convolution
+            self.features = int(np.prod(space.shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "one_hot":
+            index = x.reshape(len(x), -1) + self.offsets
+            return torch.zeros(len(x), self.features, device=x.device).scatter_(1, index, 1.0)
+        if self.kind == "image":
+            x = x.permute(0, 3, 1, 2) if self.channels_last else x
+            return torch.relu(self.cnn(_to_float(x)))
+        return _to_float(x).reshape(len(x), -1)
+
+
+class CombinedQNetwork(nn.Module):
+    """Observation parts -> (B, D, N): a torso per part, the features concatenated, then an MLP."""
+
+    def __init__(self, space: gym.spaces.Dict, action_dims: int, num_actions: int, hidden_sizes: Sequence[int]) -> None:
+        super().__init__()
+        self.names = list(space.spaces)
+        # ModuleDict keys may not contain '.', which nested part names do
+        self.torsos = nn.ModuleList([PartTorso(s) for s in space.spaces.values()])
+        self.head = MLP(sum(t.features for t in self.torsos), hidden_sizes, action_dims * num_actions)
+        self.action_dims, self.num_actions = action_dims, num_actions
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        features = torch.cat([torso(obs[name]) for name, torso in zip(self.names, self.torsos, strict=True)], dim=1)
+        return self.head(features).view(-1, self.action_dims, self.num_actions)
 
 
 def image_layout(shape: tuple[int, ...]) -> str | None:
@@ -128,12 +187,17 @@ def build_q_network(
     num_actions: int,
     hidden_sizes: Sequence[int],
     network_factory: NetworkFactory | None = None,
-) -> QNetwork:
-    """Pick a torso for the observation space (or call the user's factory) and wrap it as a QNetwork."""
+) -> QNetwork | CombinedQNetwork:
+    """Pick a torso for the observation space (or call the user's factory) and wrap it as a QNetwork.
+
+    A ``gym.spaces.Dict`` is the parts of ``ObservationCodec.network_space``: one torso per part.
+    """
     out = action_dims * num_actions
-    shape = tuple(observation_space.shape)
     if network_factory is not None:
         return QNetwork(network_factory(observation_space, out), action_dims, num_actions)
+    if isinstance(observation_space, gym.spaces.Dict):
+        return CombinedQNetwork(observation_space, action_dims, num_actions, hidden_sizes)
+    shape = tuple(observation_space.shape)
     layout = observation_layout(shape, observation_space.dtype).image
     if layout is None:
         return QNetwork(MLP(int(np.prod(shape)), hidden_sizes, out), action_dims, num_actions)

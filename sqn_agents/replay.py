@@ -14,29 +14,82 @@ changes what is stored or checkpointed. A row is linked to its stream's previous
 that row was neither terminated nor truncated and its ``next_obs`` equals the new ``obs``
 exactly (a manual reset, a resumed run with fresh envs and another sub-env never link).
 
+Observations with several parts (a ``Dict`` or ``Tuple`` space, or a legal-action mask kept
+next to the observation) are stored as named arrays, one per part, each in its own dtype: pass
+``obs_shape`` and ``obs_dtype`` as mappings from part name to shape and dtype, and ``obs`` and
+``next_obs`` as dicts of arrays. A checkpoint holds them as ``obs.<name>`` / ``next_obs.<name>``.
+
 Why not a library buffer: gymnasium has none, and torch's data utilities are built for
 datasets, not for a ring that is written one transition at a time and sampled in batches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
+
+ObsArrays = np.ndarray | dict[str, np.ndarray]
+"""One array of observations, or one array per named part (axis 0 is the batch in either case)."""
+
+
+# --- observations that are one array or a dict of named arrays --------------------------
+def allocate_obs(capacity: int, shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
+                 dtype: np.dtype | type | Mapping[str, np.dtype | type]) -> ObsArrays:
+    """Zeroed storage for ``capacity`` observations: one array, or one per part of a mapping."""
+    if isinstance(shape, Mapping):
+        if not isinstance(dtype, Mapping) or set(dtype) != set(shape):
+            raise ValueError(f"obs_dtype must map the same part names as obs_shape {sorted(shape)}, got {dtype!r}")
+        return {k: np.zeros((capacity, *tuple(shape[k])), dtype=np.dtype(dtype[k])) for k in shape}
+    return np.zeros((capacity, *tuple(shape)), dtype=np.dtype(dtype))
+
+
+def take_obs(obs: ObsArrays, idx: np.ndarray | slice) -> ObsArrays:
+    """Rows ``idx`` of every part."""
+    return {k: v[idx] for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
+
+
+def put_obs(store: ObsArrays, idx: np.ndarray | slice, values: ObsArrays) -> None:
+    """Write ``values`` into rows ``idx`` of every part."""
+    if isinstance(store, dict):
+        for k, v in store.items():
+            v[idx] = values[k]
+    else:
+        store[idx] = values
+
+
+def rows_equal(a: ObsArrays, b: ObsArrays) -> np.ndarray:
+    """``(n,)`` bool: whether row i of ``a`` equals row i of ``b`` in every part, exactly."""
+    if isinstance(a, dict):
+        return np.logical_and.reduce([rows_equal(a[k], b[k]) for k in a], axis=0)
+    return (a == b).all(axis=tuple(range(1, a.ndim)))
+
+
+def row_equal(a: ObsArrays, i: int, b: ObsArrays, j: int) -> bool:
+    """Whether row ``i`` of ``a`` equals row ``j`` of ``b`` in every part (one row: no batch arrays)."""
+    if isinstance(a, dict):
+        return all(bool((a[k][i] == b[k][j]).all()) for k in a)
+    return bool((a[i] == b[j]).all())
+
+
+def obs_state(prefix: str, obs: ObsArrays) -> dict[str, np.ndarray]:
+    """Checkpoint arrays: ``{prefix: array}``, or ``{prefix.name: array}`` per part."""
+    return {f"{prefix}.{k}": v for k, v in obs.items()} if isinstance(obs, dict) else {prefix: obs}
 
 
 class Batch(NamedTuple):
     """A sampled mini-batch, as numpy arrays with a leading batch axis ``B``."""
 
-    obs: np.ndarray  # (B, *obs_shape), the observation space's dtype
+    obs: ObsArrays  # (B, *obs_shape), the observation space's dtype (a dict of such arrays for several parts)
     actions: np.ndarray  # (B, D) int64, zero-based action indices per action dimension
     rewards: np.ndarray  # (B,) float32
-    next_obs: np.ndarray  # (B, *obs_shape), the observation to bootstrap from
+    next_obs: ObsArrays  # (B, *obs_shape), the observation to bootstrap from
     terminated: np.ndarray  # (B,) float32, 1.0 where the episode really ended (at the bootstrap step)
     discounts: np.ndarray | None = None  # (B,) float32 gamma**m for an m-step return; None: one step
     # soft n-step returns (sample(..., intermediate=True)): the states s_{t+1} .. s_{t+n-1} and gamma**k for
     # each, 0 where the return ended before reaching it
-    mid_obs: np.ndarray | None = None  # (B, n - 1, *obs_shape)
+    mid_obs: ObsArrays | None = None  # (B, n - 1, *obs_shape), with the masks of those states
     mid_discounts: np.ndarray | None = None  # (B, n - 1) float32
 
 
@@ -191,18 +244,21 @@ class ReplayBuffer:
     def __init__(
         self,
         capacity: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype: np.dtype | type,
+        obs_shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
+        obs_dtype: np.dtype | type | Mapping[str, np.dtype | type],
         action_dims: int = 1,
         seed: int | None = None,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity}")
         self.capacity = int(capacity)
-        self.obs_shape = tuple(obs_shape)
-        self.obs_dtype = np.dtype(obs_dtype)
-        self.obs = np.zeros((self.capacity, *self.obs_shape), dtype=self.obs_dtype)
-        self.next_obs = np.zeros((self.capacity, *self.obs_shape), dtype=self.obs_dtype)
+        if isinstance(obs_shape, Mapping):  # named parts, each in its own array and dtype
+            self.obs_shape = {k: tuple(v) for k, v in obs_shape.items()}
+            self.obs_dtype = {k: np.dtype(obs_dtype[k]) for k in obs_shape} if isinstance(obs_dtype, Mapping) else obs_dtype
+        else:
+            self.obs_shape, self.obs_dtype = tuple(obs_shape), np.dtype(obs_dtype)
+        self.obs = allocate_obs(self.capacity, self.obs_shape, self.obs_dtype)
+        self.next_obs = allocate_obs(self.capacity, self.obs_shape, self.obs_dtype)
         self.actions = np.zeros((self.capacity, action_dims), dtype=np.int64)
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.terminated = np.zeros(self.capacity, dtype=np.float32)
@@ -220,7 +276,8 @@ class ReplayBuffer:
     @property
     def nbytes(self) -> int:
         """Bytes held by the preallocated arrays (the buffer's full-capacity footprint)."""
-        arrays = (self.obs, self.next_obs, self.actions, self.rewards, self.terminated, self.truncated, self.succ)
+        arrays = (*obs_state("obs", self.obs).values(), *obs_state("next_obs", self.next_obs).values(),
+                  self.actions, self.rewards, self.terminated, self.truncated, self.succ)
         return sum(a.nbytes for a in arrays)
 
     def add(
@@ -244,7 +301,7 @@ class ReplayBuffer:
         env_ids = np.zeros(n, np.int64) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(n)
         if n > self.capacity:  # only the newest `capacity` rows could survive anyway
             keep = slice(n - self.capacity, n)
-            obs, actions, rewards, next_obs = obs[keep], actions[keep], rewards[keep], next_obs[keep]
+            obs, actions, rewards, next_obs = take_obs(obs, keep), actions[keep], rewards[keep], take_obs(next_obs, keep)
             terminated, truncated, env_ids = terminated[keep], truncated[keep], env_ids[keep]
             self.added += n - self.capacity  # the dropped rows count as written and overwritten
             n = self.capacity
@@ -252,8 +309,8 @@ class ReplayBuffer:
         start = self.added % self.capacity
         # a basic slice where the rows do not wrap around (most calls): much cheaper than fancy indexing
         idx = slice(start, start + n) if start + n <= self.capacity else logical % self.capacity
-        self.obs[idx] = obs
-        self.next_obs[idx] = next_obs
+        put_obs(self.obs, idx, obs)
+        put_obs(self.next_obs, idx, next_obs)
         self.actions[idx] = np.reshape(actions, (n, -1))
         self.rewards[idx] = rewards
         self.terminated[idx] = terminated
@@ -291,7 +348,7 @@ class ReplayBuffer:
         if len(has):
             p, r = prev[has] % self.capacity, logical[has] % self.capacity
             keep = (self.terminated[p] == 0) & (self.truncated[p] == 0)
-            keep &= (self.next_obs[p] == self.obs[r]).reshape(len(has), -1).all(axis=1)
+            keep &= rows_equal(take_obs(self.next_obs, p), take_obs(self.obs, r))
             self.succ[p[keep]] = logical[has[keep]]
         slots = logical[last] % self.capacity
         self.tails.update(env_ids[last], logical[last], (self.terminated[slots] != 0) | (self.truncated[slots] != 0))
@@ -304,7 +361,7 @@ class ReplayBuffer:
         prev, slot = int(tails[env_id]), row % self.capacity
         if prev >= 0 and prev >= self.added - self.size:
             p = prev % self.capacity
-            if not self.terminated[p] and not self.truncated[p] and (self.next_obs[p] == self.obs[slot]).all():
+            if not self.terminated[p] and not self.truncated[p] and row_equal(self.next_obs, p, self.obs, slot):
                 self.succ[p] = row
         tails[env_id] = -1 if (self.terminated[slot] or self.truncated[slot]) else row
 
@@ -321,10 +378,10 @@ class ReplayBuffer:
         idx = self.rng.integers(0, self.size, size=batch_size)
         if n_step == 1:
             return Batch(
-                obs=self.obs[idx],
+                obs=take_obs(self.obs, idx),
                 actions=self.actions[idx],
                 rewards=self.rewards[idx],
-                next_obs=self.next_obs[idx],
+                next_obs=take_obs(self.next_obs, idx),
                 terminated=self.terminated[idx],
             )
         first = self.added - 1 - (self.added - 1 - idx) % self.capacity  # the logical index held in each slot
@@ -333,13 +390,13 @@ class ReplayBuffer:
         mid = {}
         if intermediate:
             chain, steps = n_step_chain(self.succ, first, n_step)
-            mid = {"mid_obs": self.next_obs[chain[:, :-1] % self.capacity],
+            mid = {"mid_obs": take_obs(self.next_obs, chain[:, :-1] % self.capacity),
                    "mid_discounts": mid_discounts(steps, n_step, gamma)}
         return Batch(
-            obs=self.obs[idx],
+            obs=take_obs(self.obs, idx),
             actions=self.actions[idx],
             rewards=returns,
-            next_obs=self.next_obs[end],
+            next_obs=take_obs(self.next_obs, end),  # a mask stored with it is the bootstrap state's
             terminated=self.terminated[end],
             discounts=discounts,
             **mid,
@@ -350,8 +407,8 @@ class ReplayBuffer:
         """Arrays that fully describe the buffer (only the filled part of the ring)."""
         n = self.size
         return {
-            "obs": self.obs[:n],
-            "next_obs": self.next_obs[:n],
+            **obs_state("obs", take_obs(self.obs, slice(0, n))),
+            **obs_state("next_obs", take_obs(self.next_obs, slice(0, n))),
             "actions": self.actions[:n],
             "rewards": self.rewards[:n],
             "terminated": self.terminated[:n],
@@ -364,7 +421,12 @@ class ReplayBuffer:
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore a ``state_dict``; everything is checked before anything is written."""
-        names = ("obs", "next_obs", "actions", "rewards", "terminated", "truncated")
+        stores = {**obs_state("obs", self.obs), **obs_state("next_obs", self.next_obs), "actions": self.actions,
+                  "rewards": self.rewards, "terminated": self.terminated, "truncated": self.truncated}
+        names = tuple(stores)
+        missing = [name for name in names if name not in state]
+        if missing:
+            raise ValueError(f"replay state lacks arrays {missing}")
         n = len(state["rewards"])
         pos = int(state["pos"])
         if not 0 <= pos < self.capacity:
@@ -375,7 +437,7 @@ class ReplayBuffer:
         if n > self.capacity:
             raise ValueError(f"replay state holds {n} transitions but capacity is {self.capacity}")
         for name in names:
-            expected = getattr(self, name).shape[1:]
+            expected = stores[name].shape[1:]
             if state[name].shape[1:] != expected:
                 raise ValueError(f"replay state '{name}' has per-item shape {state[name].shape[1:]}, expected {expected}")
         # n-step links; a state saved before they existed loads with none (one-step returns)
@@ -393,7 +455,7 @@ class ReplayBuffer:
             if ((tails.rows >= 0) & (tails.rows < added - n)).any():
                 raise ValueError("replay state 'stream_rows' names rows that are no longer stored")
         for name in names:
-            getattr(self, name)[:n] = state[name]
+            stores[name][:n] = state[name]
         self.succ[:] = -1
         self.succ[:n] = succ
         self.size, self.pos, self.added, self.tails = n, pos, added, tails

@@ -5,7 +5,10 @@ calls these. Every function works on Q tables of shape ``(B, D, N)``: ``B`` stat
 action dimensions (1 for a ``Discrete`` space, ``len(nvec)`` for ``MultiDiscrete``) and
 ``N`` actions per dimension. When the dimensions have different sizes the table is padded
 to the largest and ``mask`` (``(D, N)`` bool, True for real actions) says which entries
-are real; padded entries get zero probability and contribute nothing.
+are real; padded entries get zero probability and contribute nothing. A legal-action mask
+is the same thing per state: ``(B, D, N)`` bool, True for the actions legal in that state
+(already combined with the padding). Every function here takes either; a state needs at
+least one legal action per dimension (the agent checks this before anything is stored).
 
 The equations (``alpha`` is the temperature):
 
@@ -15,11 +18,20 @@ The equations (``alpha`` is the temperature):
     y_n      = sum_{k<n} gamma^k r_{t+k} + gamma^n (1 - terminated) V'(s_{t+n})   (n-step, see below)
     y_M      = y + scale * clip(alpha log pi'(a_t|s_t), l0, 0)                    (Munchausen, optional)
     L_Q      = loss(Q1(s, a), y) + loss(Q2(s, a), y)
-    L_alpha  = log(alpha) * (H[pi(.|s)] - H_target)                     (H_target = ratio * log N)
+    L_alpha  = log(alpha) * (H[pi(.|s)] - H_target(s))       (H_target(s) = ratio * log n_legal(s))
 
 The design note is DI-engine's SQN documentation
 (https://opendilab.github.io/DI-engine/12_policies/sqn.html), whose reference implementation
 these functions follow except where noted.
+
+Decision on the target entropy under legal-action masks: it follows the number of legal
+actions of each state, ``H_target(s) = ratio * log n_legal(s)`` (per dimension), rather than
+the fixed ``ratio * log N``. The entropy of a policy over ``n`` actions is at most ``log n``,
+so with the fixed target a state with few legal moves (a nearly full board) could never
+reach it: its entropy gap would stay negative whatever alpha is, pushing alpha up without
+bound and the policy toward uniform everywhere else. Scaled by the legal count the target is
+always reachable, and a state with one legal move (entropy 0, target 0) exerts no pull at all.
+Without masks ``n_legal`` is the dimension's size and nothing changes.
 
 Decision on the design note's TODO ("use q_targ or q0 for pi"): the target policy is the
 Boltzmann policy of the *same* clipped target table ``min(Q1', Q2')`` that is being
@@ -181,6 +193,15 @@ def target_entropy(action_sizes: torch.Tensor | list[int], ratio: float) -> torc
     return ratio * torch.log(sizes)
 
 
+def masked_target_entropy(mask: torch.Tensor, ratio: float) -> torch.Tensor:
+    """Per-state, per-dimension entropy targets ``ratio * log(n_legal)``: ``(B, D, N)`` bool -> ``(B, D)``.
+
+    ``n_legal`` counts the True entries; the maximum entropy of a policy over them is
+    ``log n_legal``, so the target never lies above what the state allows (see the module docstring).
+    """
+    return ratio * torch.log(mask.sum(dim=-1).to(torch.float32))
+
+
 def temperature_loss(log_alpha: torch.Tensor, entropy: torch.Tensor, entropy_target: torch.Tensor) -> torch.Tensor:
     """Loss whose gradient moves ``log_alpha`` toward the target entropy.
 
@@ -192,11 +213,12 @@ def temperature_loss(log_alpha: torch.Tensor, entropy: torch.Tensor, entropy_tar
             tracks the joint entropy ``sum_d H_d`` against ``sum_d H_target_d``; or
             ``(D,)`` for one temperature per dimension, each tracking its own entropy.
         entropy: ``(B, D)`` policy entropies (treated as constants).
-        entropy_target: ``(D,)``.
+        entropy_target: ``(D,)``, or ``(B, D)`` per state (``masked_target_entropy``).
     """
     entropy = entropy.detach()
+    entropy_target = entropy_target.to(entropy.dtype)
     if log_alpha.numel() == 1:
-        gap = entropy.sum(dim=1) - entropy_target.sum()  # (B,)
+        gap = entropy.sum(dim=1) - entropy_target.sum(dim=-1)  # (B,)
         return (log_alpha * gap).mean()
     gap = (entropy - entropy_target).mean(dim=0)  # (D,)
     return (log_alpha * gap).sum()

@@ -131,28 +131,39 @@ def as_obs_array(obs: Any, space: gym.spaces.Box, name: str = "obs") -> np.ndarr
     return arr
 
 
-def check_observation_space(space: gym.spaces.Space) -> gym.spaces.Box:
-    """The agent takes Box observations of any shape (vectors, images, MinAtar boards)."""
-    if not isinstance(space, gym.spaces.Box):
-        raise TypeError(
-            f"observation_space must be gymnasium.spaces.Box, got {space!r}; "
-            "wrap Discrete or Dict observations first (e.g. gymnasium.wrappers.FlattenObservation)"
-        )
-    return space
-
-
 def describe_space(space: gym.spaces.Space) -> dict[str, Any]:
     """A JSON description of a space, used to check a checkpoint against an env without pickle.
 
     An unsupported space still raises ``ValueError`` here (not ``TypeError``): ``checkpoint.load``
     catches ``ValueError`` to report a mismatched env space; change both together.
+
+    A top-level Box's bounds are saved apart (as tensors); a Box inside a Dict or Tuple carries
+    its bounds here, as one number when they are uniform.
     """
+    return _describe(space, top=True)
+
+
+def _bound(values: np.ndarray) -> Any:
+    flat = np.asarray(values).ravel()
+    return flat[0].item() if flat.size and (flat == flat[0]).all() else np.asarray(values).tolist()
+
+
+def _describe(space: gym.spaces.Space, top: bool) -> dict[str, Any]:
     if isinstance(space, gym.spaces.Box):
-        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype)}
+        desc: dict[str, Any] = {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype)}
+        if not top:
+            desc.update(low=_bound(space.low), high=_bound(space.high))
+        return desc
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.MultiDiscrete):
         return {"type": "MultiDiscrete", "nvec": space.nvec.tolist(), "start": space.start.tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return {"type": "MultiBinary", "n": list(np.atleast_1d(space.n).tolist())}
+    if isinstance(space, gym.spaces.Dict):
+        return {"type": "Dict", "spaces": [[k, _describe(s, False)] for k, s in space.spaces.items()]}
+    if isinstance(space, gym.spaces.Tuple):
+        return {"type": "Tuple", "spaces": [_describe(s, False) for s in space.spaces]}
     raise ValueError(f"cannot describe space {space!r}")
 
 
@@ -165,4 +176,21 @@ def space_from_description(desc: dict[str, Any], low: np.ndarray | None = None, 
         return gym.spaces.Discrete(desc["n"], start=desc["start"])
     if kind == "MultiDiscrete":
         return gym.spaces.MultiDiscrete(np.array(desc["nvec"]), start=np.array(desc["start"]))
+    if kind == "MultiBinary":
+        return gym.spaces.MultiBinary(desc["n"] if len(desc["n"]) > 1 else desc["n"][0])
+    if kind == "Dict":
+        return gym.spaces.Dict({k: _nested(s) for k, s in desc["spaces"]})
+    if kind == "Tuple":
+        return gym.spaces.Tuple([_nested(s) for s in desc["spaces"]])
     raise ValueError(f"unknown space description {desc!r}")
+
+
+def _nested(desc: dict[str, Any]) -> gym.spaces.Space:
+    """A part of a Dict or Tuple description (a Box carries its bounds)."""
+    if desc.get("type") == "Box":
+        dtype = np.dtype(desc["dtype"])
+        shape = tuple(desc["shape"])
+        low = np.broadcast_to(np.asarray(desc["low"], dtype=dtype), shape)
+        high = np.broadcast_to(np.asarray(desc["high"], dtype=dtype), shape)
+        return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
+    return space_from_description(desc)

@@ -31,6 +31,8 @@ CASES = [
     ("atari_loop_throughput", ["atari_loop_throughput.py", "--quick"], ["ale_py"]),
     ("atari100k", ["atari100k.py", "--quick"], ["ale_py"]),
     ("replay_memory", ["replay_memory.py", "--quick"], []),
+    ("board_game", ["board_game.py", "--quick"], []),
+    ("toy_text", ["toy_text.py", "--quick"], []),
     ("atari_env_throughput", ["atari_env_throughput.py", "--quick"], ["ale_py"]),
     ("atari_overhead", ["atari_overhead.py", "--quick"], ["ale_py"]),
     ("checkpoint_cost", ["checkpoint_cost.py", "--quick"], []),

@@ -145,3 +145,22 @@ def test_the_minatar_preset_sets_the_protocol_and_keeps_the_learner_defaults():
         "minatar", "MinAtar/Asterix-v1", 1_000_000, 50_000, 10)
     assert args.config == SQNConfig()
     assert parse_args(["--preset=minatar", "--total-steps", "2000"]).total_steps == 2000
+
+
+def test_new_games_doc_taxi_snippet_runs():
+    text = (ROOT / "docs/new_games.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, flags=re.S) if "Taxi-v4" in b]
+    assert len(blocks) == 1, "docs/new_games.md lost its Taxi example"
+    namespace: dict = {}
+    exec(compile(blocks[0], "docs/new_games.md", "exec"), namespace)
+    assert namespace["agent"].gradient_steps > 0
+
+
+def test_board_game_example_runs_without_illegal_moves():
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples/board_game_masked.py"), "--steps", "1200", "--eval-every", "600",
+         "--eval-games", "10", "--final-games", "20"],
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout
+    assert re.search(r"greedy play over 20 fresh games: win [0-9.]+ .* illegal moves 0", out), out
+    assert out.count("illegal moves 0") == 3, out

@@ -4,7 +4,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from sqn_agents.spaces import ActionCodec, as_obs_array, check_observation_space
+from sqn_agents.observations import ObservationCodec
+from sqn_agents.spaces import ActionCodec, as_obs_array
 
 DISCRETE = gym.spaces.Discrete(3, start=-1)
 MULTI = gym.spaces.MultiDiscrete([3, 4], start=[1, 0])
@@ -62,7 +63,13 @@ def test_an_unsupported_action_space_is_a_type_error(space):
         ActionCodec(space)
 
 
-@pytest.mark.parametrize("space", [gym.spaces.Discrete(3), gym.spaces.Dict({})])
+@pytest.mark.parametrize("space", [gym.spaces.Text(3), gym.spaces.Graph(gym.spaces.Discrete(2), None)])
 def test_an_unsupported_observation_space_is_a_type_error(space):
-    with pytest.raises(TypeError, match="observation_space must be gymnasium.spaces.Box"):
-        check_observation_space(space)
+    # Discrete and Dict observations are supported since issue 12 (tests/test_observation_spaces.py)
+    with pytest.raises(TypeError, match="observation_space must be gymnasium.spaces.Box, Discrete"):
+        ObservationCodec(space, ActionCodec(gym.spaces.Discrete(2)))
+
+
+def test_an_empty_dict_observation_space_is_a_value_error():
+    with pytest.raises(ValueError, match="has no parts"):
+        ObservationCodec(gym.spaces.Dict({}), ActionCodec(gym.spaces.Discrete(2)))

@@ -1,0 +1,84 @@
+"""A toy-text env with a ``Discrete`` observation, learned by SQN with the default config and no wrapper.
+
+    python benchmarks/toy_text.py --env CliffWalking-v1 --steps 20000 --json benchmarks/results/toy_text/cliffwalking_seed0.json
+    python benchmarks/toy_text.py --quick
+
+The observation (the cell index) is one-hot encoded on the device (``networks.PartTorso``).
+``CliffWalking-v1`` has no time limit; both training and the greedy evaluation cut episodes at
+``--max-episode-steps`` (truncated, so the target still bootstraps). Greedy evaluation: the env
+is deterministic, so one episode per evaluation is the greedy policy's return.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from _common import machine_info, print_result
+
+from sqn_agents import SQNAgent, SQNConfig
+
+
+def greedy_return(agent: SQNAgent, env: gym.Env, episodes: int, seed: int) -> float:
+    returns = []
+    with agent.evaluating():
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            total, done = 0.0, False
+            while not done:
+                obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+    return float(np.mean(returns))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="CliffWalking-v1")
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-episode-steps", type=int, default=200)
+    parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument("--eval-episodes", type=int, default=1)
+    parser.add_argument("--json")
+    parser.add_argument("--quick", action="store_true", help="1,500 steps")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.eval_every = 1_500, 750
+    torch.set_num_threads(1)
+
+    env = gym.make(args.env, max_episode_steps=args.max_episode_steps)
+    eval_env = gym.make(args.env, max_episode_steps=args.max_episode_steps)
+    agent = SQNAgent(env.observation_space, env.action_space, SQNConfig(), device="cpu", seed=args.seed)
+    obs, _ = env.reset(seed=args.seed)
+    curve, metrics, start = [], {}, time.perf_counter()
+    for step in range(1, args.steps + 1):
+        action = agent.act(obs)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        agent.observe(obs, action, reward, next_obs, terminated, truncated)
+        metrics = agent.learn() or metrics
+        obs = env.reset()[0] if terminated or truncated else next_obs
+        if step % args.eval_every == 0:
+            ret = greedy_return(agent, eval_env, args.eval_episodes, seed=10_000)
+            curve.append({"step": step, "greedy_return": ret, **metrics})
+            print(f"step {step:>6}  greedy return {ret:8.1f}  alpha {metrics.get('alpha', float('nan')):.4f}  "
+                  f"entropy {metrics.get('entropy', float('nan')):.3f}  mean_q {metrics.get('mean_q', float('nan')):.1f}",
+                  flush=True)
+    result = {"benchmark": "toy_text", "quick": args.quick, "env": args.env, "steps": args.steps, "seed": args.seed,
+              "max_episode_steps": args.max_episode_steps, "curve": curve, "seconds": time.perf_counter() - start,
+              "command": " ".join(sys.argv), "machine": machine_info()}
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    print_result(result)
+
+
+if __name__ == "__main__":
+    main()
