@@ -209,8 +209,8 @@ def test_a_non_finite_loss_skips_the_update_with_a_warning(monkeypatch):
     agent = make_agent("discrete")
     sample = agent.replay.sample
 
-    def poisoned(batch_size):
-        batch = sample(batch_size)
+    def poisoned(batch_size, **kwargs):  # kwargs: the n-step arguments
+        batch = sample(batch_size, **kwargs)
         return batch._replace(rewards=np.full_like(batch.rewards, np.inf))
 
     monkeypatch.setattr(agent.replay, "sample", poisoned)
