@@ -298,7 +298,8 @@ def test_learn_uses_the_n_step_and_munchausen_target(munchausen, space):
     qn = q(target, b.next_obs)
     lp = log_pi(qn)
     pi = np.exp(lp)
-    v = np.where(pi > 0, pi * (np.where(mask, qn, 0) if mask is not None else qn) - alpha * np.where(pi > 0, pi * lp, 0), 0).sum(-1)
+    finite_lp = np.where(pi > 0, lp, 0.0)  # padded actions: pi = 0, log pi = -inf; they add nothing
+    v = (pi * ((np.where(mask, qn, 0) if mask is not None else qn) - alpha * finite_lp)).sum(-1)
     y = b.rewards[:, None] + (b.discounts * (1 - b.terminated))[:, None] * v
     if munchausen:
         lp_now = log_pi(q(target, b.obs))
