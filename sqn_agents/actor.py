@@ -46,7 +46,7 @@ from torch import nn
 
 from sqn_agents import soft_q
 from sqn_agents.checkpoint import load_generator_state
-from sqn_agents.networks import NetworkFactory, build_q_network, resolve_device
+from sqn_agents.networks import NetworkFactory, build_q_network, forward_precision, resolve_device
 from sqn_agents.observations import MASK_KEY, ObservationCodec, batched, no_legal_action, shape_of
 from sqn_agents.replay import ObsArrays, take_obs
 from sqn_agents.spaces import ActionCodec
@@ -80,7 +80,8 @@ class Actor:
     ``q_nets`` (two networks mapping ``(B, *obs_shape)`` to ``(B, D, N)``) and ``log_alpha``
     are used by reference, never copied: an actor built on a learner's tensors acts with
     the learner's latest weights. Sampling uses the actor's own ``torch.Generator``, so it
-    neither reads nor changes the global torch RNG.
+    neither reads nor changes the global torch RNG. ``precision`` is ``SQNConfig.precision``: the
+    networks' forward pass in ``"fp32"`` or under bfloat16 autocast (``"bf16"``).
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class Actor:
         *,
         seed: int | None = None,
         action_mask: bool = False,
+        precision: str = "fp32",
     ) -> None:
         self.codec = ActionCodec(action_space)
         self.obs_codec = ObservationCodec(observation_space, self.codec, action_mask)
@@ -101,6 +103,8 @@ class Actor:
         self.q_nets = q_nets
         self.log_alpha = log_alpha
         self.device = log_alpha.device
+        forward_precision(self.device, precision)  # refuses an unknown precision now, not at the first act
+        self.precision = precision
         self.mask = None if self.codec.mask is None else torch.as_tensor(self.codec.mask, device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63))
@@ -117,11 +121,12 @@ class Actor:
         device: str | torch.device = "cpu",
         seed: int | None = None,
         action_mask: bool = False,
+        precision: str = "fp32",
     ) -> Actor:
         """An act-only policy from a learner's ``policy_weights()`` (no replay, optimizers or targets).
 
         ``hidden_sizes``, ``network_factory`` and ``action_mask`` must be the learner's, so the networks
-        match the weights.
+        match the weights; ``precision`` may differ (the weights are float32 either way).
         """
         codec = ActionCodec(action_space)
         space = ObservationCodec(observation_space, codec, action_mask).network_space
@@ -135,7 +140,7 @@ class Actor:
         device = resolve_device(device)
         log_alpha = torch.empty(tuple(weights["log_alpha"].shape), device=device)
         actor = cls(observation_space, action_space, q_nets.to(device).requires_grad_(False), log_alpha, seed=seed,
-                    action_mask=action_mask)
+                    action_mask=action_mask, precision=precision)
         actor.load_weights(weights)
         return actor
 
@@ -156,8 +161,10 @@ class Actor:
         return self.log_alpha.detach().exp()
 
     def q_values(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        """Acting Q table: the minimum of the two online networks, (B, D, N)."""
-        return torch.minimum(self.q_nets[0](obs), self.q_nets[1](obs))
+        """Acting Q table: the minimum of the two online networks, (B, D, N), in float32."""
+        with forward_precision(self.device, self.precision):
+            q = torch.minimum(self.q_nets[0](obs), self.q_nets[1](obs))
+        return q.float()  # the policy's softmax in float32 (a no-op in fp32)
 
     @torch.no_grad()
     def act(self, obs: Any, deterministic: bool = False, action_mask: Any = None) -> Any:

@@ -89,7 +89,7 @@ class SQNAgent:
         self.learner = Learner(observation_space, action_space, self.config, device=self.device, seed=seed,
                                network_factory=network_factory, action_mask=action_mask)
         self.actor = Actor(observation_space, action_space, self.learner.q_nets, self.learner.log_alpha, seed=seed,
-                           action_mask=action_mask)
+                           action_mask=action_mask, precision=self.config.precision)
         self.intake = TransitionIntake(observation_space, action_space, self.learner, autoreset_mode,
                                        action_mask=action_mask)
         self.training = True
@@ -98,7 +98,11 @@ class SQNAgent:
     env_steps = _counter("env_steps")
     updates = _counter("updates")
     gradient_steps = _counter("gradient_steps")
-    skipped_updates = _counter("skipped_updates")
+
+    @property
+    def skipped_updates(self) -> int:
+        """The learner's ``skipped_updates`` (read from the device; warns about steps skipped since the last read)."""
+        return self.learner.skipped_updates
 
     @property
     def codec(self) -> ActionCodec:
@@ -212,18 +216,23 @@ class SQNAgent:
         """
         self.intake.reset()
 
-    def learn(self) -> dict[str, float]:
+    def learn(self) -> Mapping[str, float]:
         """Run the gradient steps now due; return the last step's metrics, or {} if none were due.
 
         An update is due every ``train_freq`` stored transitions once
         ``max(learning_starts, batch_size)`` transitions are stored; each update is
         ``gradient_steps`` gradient steps. Calling ``learn()`` after every ``observe()``
         therefore gives the replay ratio ``gradient_steps / train_freq``.
+
+        The metrics are a ``LearnMetrics`` mapping of floats that stays on the device until it is
+        read (``metrics["q_loss"]``, ``dict(metrics)``), so a loop that logs now and then never
+        waits for the device. Steps skipped for a non-finite loss raise a ``RuntimeWarning`` at
+        that read (or at a read of ``skipped_updates``).
         """
         if not self.training:
             raise RuntimeError("learn() called in evaluation mode; call agent.train() first")
         metrics = self.learner.learn()
-        return {} if metrics is None else metrics.as_dict()
+        return {} if metrics is None else metrics
 
     # ------------------------------------------------------------------ state and persistence
     def state_dict(self, include_replay: bool = False) -> dict[str, Any]:

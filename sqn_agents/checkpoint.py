@@ -345,11 +345,15 @@ def _same_kind(reference: Any, value: Any) -> bool:
     return value == reference
 
 
+_OPTIMIZER_IMPLEMENTATION = ("foreach", "fused", "capturable", "differentiable")
+"""Optimizer settings that choose an implementation: a load keeps the running optimizer's."""
+
+
 def checked_optimizer_state(optimizer: torch.optim.Optimizer, name: str, saved: Any) -> dict[str, Any]:
     """A saved ``optimizer.state_dict()`` checked against ``optimizer``, ready for its ``load_state_dict``.
 
     Settings this version of torch does not have are dropped, missing ones take the running
-    torch's defaults; moments must match their parameters' shapes and be finite (and
+    torch's defaults, and the implementation (``fused``, ``foreach``, ...) stays the running optimizer's; moments must match their parameters' shapes and be finite (and
     non-negative where Adam takes their square root). Never torch's own errors.
     """
     saved_groups = saved.get("param_groups") if isinstance(saved, Mapping) else None
@@ -363,6 +367,8 @@ def checked_optimizer_state(optimizer: torch.optim.Optimizer, name: str, saved: 
         group = dict(fresh)
         for key, value in saved_group.items():
             if key == "params" or key not in fresh:  # a setting this version of torch does not have
+                continue
+            if key in _OPTIMIZER_IMPLEMENTATION:  # how the running optimizer computes (e.g. fused), not its state
                 continue
             if not _same_kind(fresh[key], value):
                 raise CheckpointError(f"{name} setting '{key}' is {value!r}, expected a value like {fresh[key]!r}")

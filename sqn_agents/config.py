@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+PRECISIONS = ("fp32", "bf16")
+"""The networks' arithmetic choices (``SQNConfig.precision``; ``networks.forward_precision`` applies them)."""
+
 
 @dataclass(frozen=True)
 class SQNConfig:
@@ -82,6 +85,10 @@ class SQNConfig:
     replication, crop back at a random offset), obs and next_obs shifted independently; image observations only."""
     shift_pad: int = 4
     """Padding of the random shift in pixels (>= 1; DrQ's 4 for 84x84 frames)."""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """Arithmetic of the networks' forward and backward passes (learning and acting): 'fp32', or 'bf16'
+    (torch.autocast with bfloat16). TD targets, losses, the temperature, the weights and the optimizer
+    states are float32 either way. See BENCHMARKS.md, "bf16 against fp32"."""
 
     def __post_init__(self) -> None:
         _check_range("gamma", self.gamma, 0.0, 1.0, low_open=False, high_open=True)
@@ -111,6 +118,7 @@ class SQNConfig:
         _check_choice("multidiscrete_target", self.multidiscrete_target, ("independent", "mean"))
         _check_choice("replay", self.replay, ("auto", "uniform", "frame_stack"))
         _check_choice("augmentation", self.augmentation, ("none", "shift"))
+        _check_choice("precision", self.precision, PRECISIONS)
         _check_range("munchausen_scale", self.munchausen_scale, 0.0, math.inf, low_open=False, high_open=True)
         _check_range("munchausen_clip", self.munchausen_clip, -math.inf, 0.0, low_open=True, high_open=True)
         for name in ("autotune_alpha", "shared_alpha", "soft_n_step"):

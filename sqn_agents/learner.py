@@ -33,7 +33,7 @@ from sqn_agents.checkpoint import check_tensors, checked_optimizer_state, load_g
 from sqn_agents.config import SQNConfig
 from sqn_agents.layout import observation_layout
 from sqn_agents.metrics import LearnMetrics
-from sqn_agents.networks import NetworkFactory, build_q_network, resolve_device
+from sqn_agents.networks import NetworkFactory, build_q_network, forward_precision, resolve_device
 from sqn_agents.observations import MASK_KEY, ObservationCodec
 from sqn_agents.replay import ObsArrays, Replay, ReplayBuffer
 from sqn_agents.spaces import ActionCodec
@@ -73,6 +73,44 @@ def _map_parts(fn: Any, *values: Any) -> Any:
     return fn(*values)
 
 
+class PinnedStaging:
+    """Host-to-device copies of sampled batches through reusable page-locked buffers (for CUDA).
+
+    Copies from page-locked memory run asynchronously with the GPU's work. Two sets of buffers are
+    filled in turn, and a set is refilled only after the event recorded behind its last copies has
+    passed: the host runs at most two batches ahead of the GPU and never overwrites a buffer still
+    being read. A batch is a tuple of arrays, dicts of part arrays (observations of several parts) or None.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.buffers: list[dict[tuple[int, str], torch.Tensor]] = [{}, {}]
+        self.copied: list[Any] = [None, None]  # torch.cuda.Event behind each set's last copies
+        self.turn = 0
+
+    def to_device(self, arrays: tuple[Any, ...]) -> tuple[Any, ...]:
+        i, self.turn = self.turn, 1 - self.turn
+        if self.copied[i] is not None:
+            self.copied[i].synchronize()  # waits only when the GPU is two batches behind
+        out = []
+        for slot, x in enumerate(arrays):
+            if isinstance(x, dict):
+                out.append({name: self._copy(i, (slot, name), part) for name, part in x.items()})
+            else:
+                out.append(None if x is None else self._copy(i, (slot, ""), x))
+        self.copied[i] = torch.cuda.Event()
+        self.copied[i].record()
+        return tuple(out)
+
+    def _copy(self, i: int, key: tuple[int, str], x: np.ndarray) -> torch.Tensor:
+        source = torch.from_numpy(np.ascontiguousarray(x))
+        buffer = self.buffers[i].get(key)
+        if buffer is None or buffer.shape != source.shape or buffer.dtype != source.dtype:
+            buffer = self.buffers[i][key] = torch.empty(source.shape, dtype=source.dtype, pin_memory=True)
+        buffer.copy_(source)
+        return buffer.to(self.device, non_blocking=True)
+
+
 @dataclass
 class LearnerCounters:
     """Everything the learner counts; saved and restored as a whole."""
@@ -82,9 +120,7 @@ class LearnerCounters:
     updates: int = 0
     """Updates done; each is ``config.gradient_steps`` gradient steps."""
     gradient_steps: int = 0
-    """Gradient steps applied."""
-    skipped_updates: int = 0
-    """Gradient steps dropped because the loss was not finite."""
+    """Gradient steps run, skipped ones included (``Learner.skipped_updates`` counts those, on the device)."""
 
 
 class Learner:
@@ -125,12 +161,13 @@ class Learner:
         # Parameter lists for the fused Polyak update, built once rather than on every gradient step.
         self._online_params = list(self.q_nets.parameters())
         self._target_params = list(self.target_nets.parameters())
-        self.q_optimizer = torch.optim.Adam(self.q_nets.parameters(), lr=cfg.learning_rate)
+        # Fused Adam: one kernel per step, and it can skip a step on the device (see gradient_step).
+        self.q_optimizer = torch.optim.Adam(self.q_nets.parameters(), lr=cfg.learning_rate, fused=True)
 
         # Temperature, learned in log space so it stays positive: one shared, or one per dimension.
         n_alpha = 1 if (cfg.shared_alpha or dims == 1) else dims
         self.log_alpha = torch.full((n_alpha,), math.log(cfg.initial_alpha), device=self.device, requires_grad=True)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_learning_rate)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_learning_rate, fused=True)
         self.entropy_target = soft_q.target_entropy(self.codec.sizes.tolist(), cfg.target_entropy_ratio).to(self.device)
         self.mask = None if self.codec.mask is None else torch.as_tensor(self.codec.mask, device=self.device)
 
@@ -148,10 +185,34 @@ class Learner:
 
         self.replay = make_replay(cfg, self.observation_space, dims, seed, self.obs_codec)
         self.counters = LearnerCounters()
+        # Steps skipped for a non-finite loss, counted on the device so that no step waits to read its loss;
+        # skipped_updates reads it (and warns about new skips), and so does the first read of a step's metrics.
+        self._skipped = torch.zeros((), dtype=torch.int64, device=self.device)
+        self._skipped_reported = 0
+        self._staging = PinnedStaging(self.device) if self.device.type == "cuda" else None
 
     @property
     def alpha(self) -> torch.Tensor:
         return self.log_alpha.detach().exp()
+
+    @property
+    def skipped_updates(self) -> int:
+        """Gradient steps skipped because their loss was not finite. Reading it waits for the device, and
+        raises a ``RuntimeWarning`` when steps were skipped since the last read."""
+        return self._report_skipped(stacklevel=3)
+
+    def _report_skipped(self, stacklevel: int = 4) -> int:
+        """Read the device's skip count; warn about new skips (``stacklevel`` 4: the reader of a metric)."""
+        skipped = int(self._skipped)
+        if skipped > self._skipped_reported:
+            warnings.warn(
+                f"skipped {skipped - self._skipped_reported} gradient step(s) (the Q loss was not finite); "
+                f"{skipped} skipped so far. Check rewards and observations for extreme values.",
+                RuntimeWarning,
+                stacklevel=stacklevel,
+            )
+            self._skipped_reported = skipped
+        return skipped
 
     def policy_weights(self) -> dict[str, torch.Tensor]:
         """What an ``Actor`` needs to act (``Actor.from_weights`` / ``load_weights``): CPU copies of the
@@ -187,11 +248,11 @@ class Learner:
         return (c.env_steps - start) // cfg.train_freq + 1 - c.updates
 
     def learn(self) -> LearnMetrics | None:
-        """Run every update due; the last gradient step's metrics, or None when nothing was due (or all were skipped)."""
+        """Run every update due; the last gradient step's metrics, or None when nothing was due."""
         metrics = None
         for _ in range(self.updates_due()):
             for _ in range(self.config.gradient_steps):
-                metrics = self.gradient_step() or metrics
+                metrics = self.gradient_step()
             self.counters.updates += 1
         return metrics
 
@@ -202,23 +263,21 @@ class Learner:
             batch = self.replay.sample(cfg.batch_size)
         else:
             batch = self.replay.sample(cfg.batch_size, n_step=cfg.n_step, gamma=cfg.gamma, intermediate=cfg.soft_n_step)
-        return tuple(_map_parts(self._to_device, x) for x in batch)
-
-    def _to_device(self, x: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(np.ascontiguousarray(x))  # no copy on the CPU
-        if self.device.type != "cuda":
-            return t.to(self.device)
-        # CUDA: page-locked host memory lets the copies run asynchronously with the GPU's work.
-        return t.pin_memory().to(self.device, non_blocking=True)
+        if self._staging is not None:  # CUDA: through reusable page-locked buffers, asynchronously
+            return self._staging.to_device(batch)
+        # no copy on the CPU
+        return tuple(_map_parts(lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(self.device), x) for x in batch)
 
     def _augment(self, images: torch.Tensor) -> torch.Tensor:
         return random_shift(images, self.config.shift_pad, self.augment_generator,
                             channels_last=self.augment_layout == "channels_last")
 
-    def gradient_step(self) -> LearnMetrics | None:
+    def gradient_step(self) -> LearnMetrics:
         """One gradient step on a sampled batch: TD loss of both Q networks, temperature, target networks.
 
-        Returns None, and changes nothing but ``counters.skipped_updates``, when the loss is not finite.
+        Nothing here waits for the device: the metrics stay on it until read. When the loss is not
+        finite the step changes nothing but the counters (``gradient_steps``, and ``skipped_updates``
+        on the device) and the replay sampler's position.
         """
         cfg = self.config
         obs, actions, rewards, next_obs, terminated, discounts, mid_obs, mid_discounts = self._batch_tensors()
@@ -230,13 +289,16 @@ class Learner:
         # Legal-action masks (B, D, N) ride with the observations; without them, the padding mask (D, N) or None.
         mask, next_mask = (obs[MASK_KEY], next_obs[MASK_KEY]) if self.obs_codec.masked else (self.mask, self.mask)
 
+        # The networks run in cfg.precision (bf16: under autocast); every Q table is cast to float32 (.float(),
+        # a no-op in fp32) before the soft-Q math, so targets, losses and the temperature are float32.
         with torch.no_grad():
-            if cfg.munchausen_scale > 0:  # the target networks at s_t too: one forward pass over both batches
-                both = _map_parts(lambda a, b: torch.cat([a, b]), obs, next_obs)
-                q_both = torch.minimum(self.target_nets[0](both), self.target_nets[1](both))
-                q_now, next_q = q_both.split(len(actions))
-            else:
-                next_q = torch.minimum(self.target_nets[0](next_obs), self.target_nets[1](next_obs))
+            with forward_precision(self.device, cfg.precision):
+                if cfg.munchausen_scale > 0:  # the target networks at s_t too: one forward pass over both batches
+                    both = _map_parts(lambda a, b: torch.cat([a, b]), obs, next_obs)
+                    q_both = torch.minimum(self.target_nets[0](both), self.target_nets[1](both)).float()
+                    q_now, next_q = q_both.split(len(actions))
+                else:
+                    next_q = torch.minimum(self.target_nets[0](next_obs), self.target_nets[1](next_obs)).float()
             target = soft_q.soft_td_target(
                 rewards, terminated, next_q, alpha, cfg.gamma if discounts is None else discounts,
                 next_mask, cfg.multidiscrete_target,
@@ -248,24 +310,25 @@ class Learner:
                 target = target + bonus
             if mid_obs is not None:  # soft n-step: the entropy bonus of the states on the way
                 flat = _map_parts(lambda t: t.flatten(0, 1), mid_obs)
-                q_mid = torch.minimum(self.target_nets[0](flat), self.target_nets[1](flat))
+                with forward_precision(self.device, cfg.precision):
+                    q_mid = torch.minimum(self.target_nets[0](flat), self.target_nets[1](flat)).float()
                 mid_mask = flat[MASK_KEY] if self.obs_codec.masked else self.mask  # (B * K, D, N), as q_mid
                 target = target + soft_q.intermediate_entropy_bonus(
                     q_mid.view(*mid_discounts.shape, *q_mid.shape[1:]), alpha, mid_discounts, mid_mask)
 
-        q1, q2 = self.q_nets[0](obs), self.q_nets[1](obs)
+        with forward_precision(self.device, cfg.precision):  # the backward pass follows the forward's dtypes
+            q1, q2 = self.q_nets[0](obs), self.q_nets[1](obs)
+        q1, q2 = q1.float(), q2.float()
         q1_taken, q2_taken = soft_q.taken_q(q1, actions), soft_q.taken_q(q2, actions)
         q_loss = soft_q.td_loss(q1_taken, target, cfg.loss) + soft_q.td_loss(q2_taken, target, cfg.loss)
-        if not torch.isfinite(q_loss):
-            # A non-finite loss would poison the weights and Adam's moments: drop the update.
-            self.counters.skipped_updates += 1
-            warnings.warn(
-                f"skipped a gradient step: the Q loss is {q_loss.item()} (not finite); "
-                f"{self.counters.skipped_updates} skipped so far. Check rewards and observations for extreme values.",
-                RuntimeWarning,
-                stacklevel=4,  # the caller of SQNAgent.learn()
-            )
-            return None
+        # A non-finite loss would poison the weights and Adam's moments. Testing it on the host would make every
+        # step wait for the device, so the test stays there: found_inf is 1.0 when the loss is not finite, and
+        # then both fused Adam steps skip themselves (torch's fused Adam honours an optimizer's found_inf, as
+        # GradScaler uses it), the target update's weight is 0, and _skipped counts the step.
+        not_finite = q_loss.isfinite().logical_not()
+        found_inf = not_finite.float()
+        self._skipped.add_(not_finite)
+        self.q_optimizer.found_inf = self.alpha_optimizer.found_inf = found_inf
         self.q_optimizer.zero_grad(set_to_none=True)
         q_loss.backward()
         if cfg.max_grad_norm is not None:
@@ -285,18 +348,21 @@ class Learner:
             alpha_loss.backward()
             self.alpha_optimizer.step()
 
-        # Target update every target_update_interval gradient steps: Polyak averaging, all parameters in one
-        # fused call (tau=1 makes it DQN's hard copy).
+        # Target update every target_update_interval gradient steps (skipped ones count): Polyak averaging, all
+        # parameters in one fused call (tau=1 makes it DQN's hard copy); a skipped step's weight is 0.
         self.counters.gradient_steps += 1
         if self.counters.gradient_steps % cfg.target_update_interval == 0:
             with torch.no_grad():
-                torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau)
+                torch._foreach_lerp_(self._target_params, self._online_params, cfg.tau * (1.0 - found_inf))
         return LearnMetrics(
-            q_loss=q_loss.item(),
-            alpha=self.alpha.mean().item(),
-            alpha_loss=alpha_loss.item(),
-            entropy=entropy.sum(dim=1).mean().item(),
-            mean_q=q1_taken.detach().mean().item(),
+            {
+                "q_loss": q_loss.detach(),
+                "alpha": self.alpha.mean(),
+                "alpha_loss": alpha_loss.detach(),
+                "entropy": entropy.sum(dim=1).mean(),
+                "mean_q": q1_taken.detach().mean(),
+            },
+            on_read=self._report_skipped,
         )
 
     # ------------------------------------------------------------------ state
@@ -304,7 +370,7 @@ class Learner:
         """Counters, networks, temperature, optimizers and the replay sampler's RNG; the replay's
         contents too with ``include_replay``. Tensors are the live ones: copy them to keep a snapshot."""
         state: dict[str, Any] = {
-            "counters": dataclasses.asdict(self.counters),
+            "counters": {**dataclasses.asdict(self.counters), "skipped_updates": int(self._skipped)},
             "q_nets": self.q_nets.state_dict(),
             "target_nets": self.target_nets.state_dict(),
             "log_alpha": self.log_alpha.detach(),
@@ -322,11 +388,11 @@ class Learner:
         """Restore a ``state_dict``, after checking every name, shape, dtype and value range against this
         learner (a ValueError changes nothing). Without a ``"replay"`` entry the replay is left as it is."""
         counters, saved = {}, state.get("counters")
-        for field in dataclasses.fields(LearnerCounters):
-            value = saved.get(field.name) if isinstance(saved, Mapping) else None
+        for name in (*(f.name for f in dataclasses.fields(LearnerCounters)), "skipped_updates"):
+            value = saved.get(name) if isinstance(saved, Mapping) else None
             if type(value) is not int or value < 0:
-                raise ValueError(f"counter '{field.name}' is {value!r}, expected an integer >= 0")
-            counters[field.name] = value
+                raise ValueError(f"counter '{name}' is {value!r}, expected an integer >= 0")
+            counters[name] = value
         for name, module in (("q_nets", self.q_nets), ("target_nets", self.target_nets)):
             check_tensors(f"({name})", module.state_dict(), state[name])
         check_tensors("(temperature)", {"log_alpha": self.log_alpha.detach()}, {"log_alpha": state["log_alpha"]})
@@ -354,6 +420,9 @@ class Learner:
         self.replay.rng.bit_generator.state = scratch.bit_generator.state
         if augment is not None:
             self.augment_generator.set_state(augment.get_state())
+        skipped = counters.pop("skipped_updates")
+        self._skipped.fill_(skipped)
+        self._skipped_reported = skipped
         self.counters = LearnerCounters(**counters)
 
     def _checked_replay_state(self, saved: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -383,4 +452,4 @@ class Learner:
         return {name: arrays[name] for name in reference if name in arrays}
 
 
-__all__ = ["Learner", "LearnerCounters", "make_replay"]
+__all__ = ["Learner", "LearnerCounters", "PinnedStaging", "make_replay"]

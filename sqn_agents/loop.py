@@ -21,7 +21,7 @@ turned inside out). ``play_episodes`` is the evaluation protocol (episode ``i`` 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -57,7 +57,7 @@ class Step:
     terminated: Any
     truncated: Any
     info: dict[str, Any]
-    metrics: dict[str, float]
+    metrics: Mapping[str, float]
     """``learn()``'s metrics of this step; ``{}`` when no update was due."""
 
 

@@ -19,6 +19,7 @@ Discrete parts, int8 for MultiBinary; the legal-action mask left out).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import gymnasium as gym
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sqn_agents.config import PRECISIONS
 from sqn_agents.layout import observation_layout
 from sqn_agents.observations import MASK_KEY
 
@@ -37,6 +39,20 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def forward_precision(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The context the networks run in: bfloat16 autocast for ``"bf16"``, nothing for ``"fp32"``.
+
+    Under autocast the matrix products and convolutions (and their backward) compute in bfloat16
+    while the weights, and so the optimizer states, stay float32; callers cast the Q tables back
+    to float32 (``.float()``) before the soft-Q math, so targets and losses are float32 too.
+    """
+    if precision == "fp32":
+        return contextlib.nullcontext()  # not a disabled autocast: it costs nothing on the act path
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
 
 
 def _to_float(obs: torch.Tensor) -> torch.Tensor:

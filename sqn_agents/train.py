@@ -28,7 +28,7 @@ import threading
 import time
 import typing
 from collections import deque
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -573,7 +573,7 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
 
     obs, _ = envs.reset(seed=args.seed + start_step)
     recent = deque(maxlen=20)
-    metrics: dict[str, float] = {}
+    metrics: Mapping[str, float] = {}
     t0 = time.perf_counter()
     from tqdm import tqdm
 

@@ -39,13 +39,17 @@ def snapshot(agent: SQNAgent) -> dict[str, Any]:
     return {**_copy(state["learner"]), **_copy(state["actor"]), **_copy(state["intake"]), "replay_len": len(agent.replay)}
 
 
-def assert_same_state(a: dict[str, Any], b: dict[str, Any], path: str = "") -> None:
-    """Exact equality of two snapshots (tensors bit for bit), naming the first difference."""
+def assert_same_state(a: dict[str, Any], b: dict[str, Any], path: str = "", rtol: float = 0.0) -> None:
+    """Exact equality of two snapshots (tensors bit for bit), naming the first difference; with ``rtol``,
+    floating-point tensors need only agree to that relative tolerance (plus an absolute ``rtol / 100``)."""
     assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
     if isinstance(a, dict):
         assert a.keys() == b.keys(), f"{path}: keys {sorted(map(str, a))} != {sorted(map(str, b))}"
         for k in a:
-            assert_same_state(a[k], b[k], f"{path}.{k}")
+            assert_same_state(a[k], b[k], f"{path}.{k}", rtol)
+    elif isinstance(a, torch.Tensor) and rtol and a.is_floating_point():
+        assert a.dtype == b.dtype and a.shape == b.shape and torch.allclose(a, b, rtol=rtol, atol=rtol / 100), \
+            f"{path} differs by more than rtol {rtol}"
     elif isinstance(a, torch.Tensor):
         assert a.dtype == b.dtype and a.shape == b.shape and torch.equal(a, b), f"{path} differs"
     elif isinstance(a, np.ndarray):
@@ -53,7 +57,7 @@ def assert_same_state(a: dict[str, Any], b: dict[str, Any], path: str = "") -> N
     elif isinstance(a, (list, tuple)):
         assert len(a) == len(b), f"{path}: lengths {len(a)} != {len(b)}"
         for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            assert_same_state(x, y, f"{path}[{i}]")
+            assert_same_state(x, y, f"{path}[{i}]", rtol)
     else:
         assert a == b, f"{path}: {a!r} != {b!r}"
 

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
@@ -37,6 +38,9 @@ CASES = [
     ("atari_overhead", ["atari_overhead.py", "--quick"], ["ale_py"]),
     ("checkpoint_cost", ["checkpoint_cost.py", "--quick"], []),
     ("distributed", ["distributed.py", "--quick"], ["ray"]),
+    ("precision", ["precision.py", "--quick"], []),
+    ("gpu_check", ["gpu_check.py", "--quick"], []),
+    ("learner_ab", ["learner_ab.py", "--quick"], []),
 ]
 
 
@@ -69,6 +73,14 @@ def test_quick_mode_prints_result(args: list[str], needs: list[str]) -> None:
         assert result["meets_target"] and result["frame_stack"]["bytes_per_transition"] <= 7_500
     if args[0] == "atari_overhead.py":
         assert result["ratios"]["update: agent/bare"] > 0 and result["batch_size"] == 64
+    if args[0] == "precision.py":
+        for network in ("mlp", "nature_cnn"):
+            step = result["results"][network]["gradient step"]
+            assert step["fp32"]["ratio_to_fp32"] == 1.0 and step["bf16"]["median_us"] > 0
+    if args[0] == "learner_ab.py":
+        assert result["gradient_steps"] > 0 and result["gradient_step_median_us"] > 0
+    if args[0] == "gpu_check.py":
+        assert result["cuda"] == torch.cuda.is_available() and (result.get("skipped") or result["update"])
     if args[0] == "atari100k.py":
         row = result["table"]["Pong"]
         assert row["env_steps"] == [600] and -21 <= row["sqn_mean"] <= 21 and row["sac_discrete_paper"] == -20.98

@@ -536,9 +536,11 @@ def _v1_maker():
     return module
 
 
-def test_a_format_1_checkpoint_of_the_code_before_the_split_loads_and_continues_bit_for_bit(tmp_path):
+def test_a_format_1_checkpoint_of_the_code_before_the_split_loads_and_continues_the_same_run(tmp_path):
     """tests/data holds a checkpoint written by the pre-split code (commit dd2f291), and the same agent
-    after 24 more steps: today's code must load the first and, fed the same steps, reach the second."""
+    after 24 more steps: today's code must load the first and, fed the same steps, take the same actions
+    and reach the second, to float rounding: today's fused Adam kernel rounds differently from the
+    for-loop Adam that wrote the data (by ~3e-8 after 20 steps)."""
     shutil.copytree(V1_DATA, tmp_path / "v1")  # a load never writes, but the fixture stays untouched anyway
     agent = SQNAgent.load(tmp_path / "v1" / "before", device="cpu")
     assert (agent.env_steps, agent.updates, agent.gradient_steps, agent.skipped_updates) == (103, 88, 88, 0)
@@ -552,7 +554,7 @@ def test_a_format_1_checkpoint_of_the_code_before_the_split_loads_and_continues_
         want["replay"].pop(name), got["replay"].pop(name)  # rebuilt on load, not comparable to a live buffer's
     for name in ("augment_generator", "augment_generator_device"):  # newer too, and unused without augmentation:
         want.pop(name), got.pop(name)  # an old checkpoint leaves the loaded agent's own (unseeded) generator
-    assert_same_state(want, got)
+    assert_same_state(want, got, rtol=1e-4)
     # and today's save of it loads back as the same agent
     agent.save(tmp_path / "again", include_replay=True)
     assert_same_state(snapshot(agent), snapshot(SQNAgent.load(tmp_path / "again", device="cpu")))

@@ -35,6 +35,7 @@ from sqn_agents import SQNConfig
         ({"munchausen_scale": -0.1}, r"munchausen_scale must be in \[0.0, inf\)"),
         ({"munchausen_clip": 0.0}, r"munchausen_clip must be in \(-inf, 0.0\)"),
         ({"augmentation": "crop"}, "augmentation must be one of"),
+        ({"precision": "fp16"}, "precision must be one of"),
     ],
 )
 def test_bad_values_raise_naming_the_field(overrides, message):
