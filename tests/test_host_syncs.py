@@ -94,7 +94,8 @@ def test_a_skipped_step_is_reported_when_read_not_when_run(monkeypatch):
     agent.learn()
     sample = agent.replay.sample
     monkeypatch.setattr(agent.replay, "sample",
-                        lambda n: (b := sample(n))._replace(rewards=np.full_like(b.rewards, np.inf)))
+                        lambda *args, **kwargs: (b := sample(*args, **kwargs))._replace(
+                            rewards=np.full_like(b.rewards, np.inf)))
     agent.observe(np.zeros(4, np.float32), 0, 1.0, np.zeros(4, np.float32), False, False)
     before = [p.clone() for p in (*agent.q_nets.parameters(), *agent.target_nets.parameters(), agent.log_alpha)]
     with warnings.catch_warnings():
