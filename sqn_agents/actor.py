@@ -258,7 +258,7 @@ def _scalars(value: Any, n: int, name: str, dtype: Any) -> np.ndarray:
     if arr.size != n or arr.ndim > 1:
         raise ValueError(f"{name} has shape {arr.shape}; expected {n} value(s) ({'a scalar' if n == 1 else f'shape ({n},)'})")
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{name} must be numeric or bool, got dtype {arr.dtype}")
+        raise TypeError(f"{name} must be numeric or bool, got dtype {arr.dtype}")
     if dtype is bool and arr.dtype.kind != "b" and not ((arr == 0) | (arr == 1)).all():
         raise ValueError(f"{name} must be a bool (or 0/1), got {value!r}")  # NaN would cast to True
     with np.errstate(over="ignore"):  # a reward too large for float32 becomes inf, which observe() refuses

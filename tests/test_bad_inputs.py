@@ -344,24 +344,25 @@ def _bad_action(base: Any, space: gym.spaces.Space, data: st.DataObject) -> tupl
     return [[0, 1], [0]], how  # ragged
 
 
-def bad_scalars(base: Any, data: st.DataObject, flag: bool) -> Any:
-    """A reward (``flag=False``) or terminated/truncated flag (``flag=True``) that observe() must refuse."""
+def bad_scalars(base: Any, data: st.DataObject, flag: bool) -> tuple[Any, Errors]:
+    """A reward (``flag=False``) or terminated/truncated flag (``flag=True``) that observe() must refuse,
+    and the error: TypeError for a value of the wrong type (text, or None where one value is due)."""
     n = np.size(base)
     how = data.draw(st.sampled_from(["value", "shape", "text", "none", "ragged"]), label="bad scalar")
     if how == "value":
         values = [np.nan, 0.5, 2.0, -1.0, np.inf] if flag else [np.nan, np.inf, -np.inf, 1e39]
         arr = np.array(base, dtype=np.float64, copy=True)
         arr.reshape(-1)[data.draw(st.integers(0, n - 1))] = data.draw(st.sampled_from(values))
-        return arr if arr.ndim else float(arr)
+        return (arr if arr.ndim else float(arr)), ValueError
     if how == "shape":
         shape = data.draw(hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5)
                           .filter(lambda s: int(np.prod(s)) != n or len(s) > 1))
-        return np.zeros(shape)
+        return np.zeros(shape), ValueError
     if how == "text":
-        return "yes" if n == 1 else ["1"] * n
+        return ("yes" if n == 1 else ["1"] * n), TypeError
     if how == "none":
-        return None
-    return [[1.0], [1.0, 2.0]]  # ragged
+        return None, TypeError if n == 1 else ValueError  # one None has the right shape but no number
+    return [[1.0], [1.0, 2.0]], ValueError  # ragged
 
 
 # ---------------------------------------------------------------------- properties: act and observe
@@ -382,13 +383,13 @@ def test_act_refuses_malformed_observations_and_changes_nothing(kind, batched, d
 def test_observe_refuses_one_malformed_argument_and_changes_nothing(kind, batched, field, data):
     agent = shared_agent(kind, batched)
     t = valid_transition(kind, batched, np.random.default_rng(data.draw(st.integers(0, 2**16))))
-    error: Errors = ValueError  # rewards and flags: agent.py's checks, which raise ValueError for every bad input
+    error: Errors
     if field in ("obs", "next_obs"):
         t[field], error = bad_obs(t[field], agent.observation_space, data)
     elif field == "action":
         t[field], error = bad_action(t[field], agent.action_space, data)
     else:
-        t[field] = bad_scalars(t[field], data, flag=field != "reward")
+        t[field], error = bad_scalars(t[field], data, flag=field != "reward")
     refused(agent, lambda: agent.observe(**t), error=error)
     still_works(agent, kind, batched, seed=data.draw(st.integers(0, 2**16)))
 
