@@ -401,7 +401,9 @@ def test_match_targets_env_rewards():
 def test_native_multidiscrete_learns_the_contextual_task():
     env = MatchTargetsEnv((3, 4, 5), start=(1, 0, -2))
     eval_env = MatchTargetsEnv((3, 4, 5), start=(1, 0, -2))
-    config = SQNConfig(replay="uniform", learning_starts=500)
+    # One-step returns, the setting this guard was written for: each step's reward here depends on that step's
+    # action alone, and the default n_step=3 learns it more slowly (6.40 of 8 after these 2,500 steps; BENCHMARKS.md).
+    config = SQNConfig(replay="uniform", learning_starts=500, n_step=1)
     agent = SQNAgent(env.observation_space, env.action_space, config, device="cpu", seed=0)
     untrained = float(np.mean(evaluate(agent, eval_env, 20, seed=10_000)))
     obs, _ = env.reset(seed=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import time
 import dataclasses
 import json
 import warnings
@@ -144,6 +145,11 @@ def test_a_resumed_run_log_has_each_step_once_in_csv_and_tensorboard(tmp_path):
     for s in (100, 200, 300, 400, 500):
         log.row("learn", s, s / 100, q_loss=float(s))
     log.close()
+    # A resumed run starts later, in a new process. TensorBoard reads event files in name order and the names
+    # begin with the creation second (then a per-process counter compared as text), so a second writer made
+    # within the same second in this process could sort first and its purge would be read before the rows it
+    # purges. Start it in the next second, as a real resume would.
+    time.sleep(max(0.0, 1.05 - (time.time() % 1.0)))
     log = RunLog(tmp_path, resume_step=300)  # the checkpoint was at 300; 400 and 500 come again
     for s in (400, 500, 600):
         log.row("learn", s, s / 100, q_loss=-float(s))
