@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
 import dataclasses
 import json
+import time
 import warnings
 
 import gymnasium as gym
