@@ -177,7 +177,9 @@ def test_a_killed_actor_is_restarted_and_the_replay_stays_consistent(ray_cluster
 
 @pytest.mark.slow
 def test_cartpole_learns_through_two_actors(ray_cluster):
-    agent = _agent(cartpole, learning_starts=500, batch_size=64, hidden_sizes=(64, 64))
+    # one-step returns, as when the threshold was set (six runs: 293-385); the n_step=3 default's evaluations
+    # are lower this early on CartPole (BENCHMARKS.md), and Ray's chunk order makes each run differ
+    agent = _agent(cartpole, learning_starts=500, batch_size=64, hidden_sizes=(64, 64), n_step=1)
     run = DistributedSQN(agent, cartpole, num_actors=2, steps_per_chunk=16, weight_sync_every=16, seed=0)
     while agent.env_steps < 8000:
         run.poll()
