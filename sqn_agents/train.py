@@ -622,20 +622,28 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     if stopped_by is None:
         plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png",
                             f"SQN on {args.env_id} (seed {args.seed})", threshold)
+    return _write_summary(args, agent, run_dir, evals, threshold, wall_before + elapsed,
+                          (agent.env_steps - start_step) / elapsed, stopped_by)
 
+
+def _write_summary(args: TrainArgs, agent: SQNAgent, run_dir: Path, evals: list[tuple[int, float]],
+                   threshold: float | None, wall: float, steps_per_second: float, stopped_by: str | None,
+                   **extra: Any) -> dict[str, Any]:
+    """summary.json (and the table printed at the end), for the single-process and the distributed loop."""
     reached = [s for s, m in evals if threshold is not None and m >= threshold]
     summary = {
         "env_id": args.env_id,
         "seed": args.seed,
         "env_steps": agent.env_steps,
         "gradient_steps": agent.gradient_steps,
-        "wall_time_s": round(wall_before + elapsed, 1),
-        "steps_per_second": round((agent.env_steps - start_step) / elapsed, 1),
+        "wall_time_s": round(wall, 1),
+        "steps_per_second": round(steps_per_second, 1),
         "final_eval_return": evals[-1][1] if evals else None,
         "best_eval_return": max(m for _, m in evals) if evals else None,
         "eval_threshold": threshold,
         "steps_to_threshold": reached[0] if reached else None,
         "run_dir": str(run_dir),
+        **extra,
     }
     if stopped_by is not None:
         summary["stopped_by"] = stopped_by
@@ -765,25 +773,10 @@ def _train_distributed(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     if stopped_by is None:
         plot_learning_curve(run_dir / "metrics.csv", run_dir / "learning_curve.png",
                             f"SQN on {args.env_id} (seed {args.seed}, {args.num_actors} Ray env actors)", threshold)
-    reached = [s for s, m in evals if threshold is not None and m >= threshold]
-    summary = {
-        "env_id": args.env_id,
-        "seed": args.seed,
-        "env_steps": agent.env_steps,
-        "gradient_steps": agent.gradient_steps,
-        "wall_time_s": round(wall_before + elapsed, 1),
-        "steps_per_second": round((agent.env_steps - start_step) / elapsed, 1),
-        "final_eval_return": evals[-1][1] if evals else None,
-        "best_eval_return": max(m for _, m in evals) if evals else None,
-        "eval_threshold": threshold,
-        "steps_to_threshold": reached[0] if reached else None,
-        "run_dir": str(run_dir),
-        "distributed": {"num_actors": args.num_actors, "mode": args.distributed_mode, **run.stats.summary()},
-    }
-    if stopped_by is not None:
-        summary["stopped_by"] = stopped_by
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return _write_summary(args, agent, run_dir, evals, threshold, wall_before + elapsed,
+                          (agent.env_steps - start_step) / elapsed, stopped_by,
+                          distributed={"num_actors": args.num_actors, "mode": args.distributed_mode,
+                                       **run.stats.summary()})
 
 
 def print_summary(summary: dict[str, Any]) -> None:
