@@ -599,13 +599,8 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
                 bar.set_postfix(ret=f"{np.mean(recent):.1f}" if recent else "-", alpha=f"{metrics['alpha']:.3g}",
                                 entropy=f"{metrics['entropy']:.3f}", refresh=False)
             if args.eval_every and (step - last_eval >= args.eval_every or step >= args.total_steps):
-                rets = preemption.evaluate(agent, eval_env, args.eval_episodes, seed=10_000 + args.seed)
-                if rets is not None:  # (None: abandoned by a signal; the resumed run evaluates at its first step)
+                if _evaluate_and_log(args, agent, eval_env, preemption, log, bar, evals, step, wall):
                     last_eval = step
-                    evals.append((step, float(np.mean(rets))))
-                    log.row("eval", step, wall, eval_return_mean=float(np.mean(rets)),
-                            eval_return_std=float(np.std(rets)))
-                    bar.write(f"step {step:>8}: greedy evaluation return {np.mean(rets):.1f} ± {np.std(rets):.1f}")
             by_steps = args.checkpoint_every and step - last_ckpt >= args.checkpoint_every
             by_time = args.checkpoint_minutes and time.monotonic() - last_ckpt_time >= 60 * args.checkpoint_minutes
             if (by_steps or by_time) and step < args.total_steps and preemption.signum is None:
@@ -624,6 +619,19 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
                             f"SQN on {args.env_id} (seed {args.seed})", threshold)
     return _write_summary(args, agent, run_dir, evals, threshold, wall_before + elapsed,
                           (agent.env_steps - start_step) / elapsed, stopped_by)
+
+
+def _evaluate_and_log(args: TrainArgs, agent: SQNAgent, eval_env: gym.Env, preemption: Any, log: RunLog, bar: Any,
+                      evals: list[tuple[int, float]], step: int, wall: float) -> bool:
+    """A greedy evaluation, recorded in ``evals``, the log and the progress bar, for both loops. False when a
+    signal abandoned it (the resumed run evaluates at its first step)."""
+    rets = preemption.evaluate(agent, eval_env, args.eval_episodes, seed=10_000 + args.seed)
+    if rets is None:
+        return False
+    evals.append((step, float(np.mean(rets))))
+    log.row("eval", step, wall, eval_return_mean=float(np.mean(rets)), eval_return_std=float(np.std(rets)))
+    bar.write(f"step {step:>8}: greedy evaluation return {np.mean(rets):.1f} ± {np.std(rets):.1f}")
+    return True
 
 
 def _write_summary(args: TrainArgs, agent: SQNAgent, run_dir: Path, evals: list[tuple[int, float]],
@@ -746,13 +754,8 @@ def _train_distributed(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
                     bar.set_postfix(ret=f"{np.mean(recent):.1f}" if recent else "-", alpha=f"{metrics['alpha']:.3g}",
                                     entropy=f"{metrics['entropy']:.3f}", refresh=False)
                 if args.eval_every and (step - last_eval >= args.eval_every or step >= args.total_steps):
-                    rets = preemption.evaluate(agent, eval_env, args.eval_episodes, seed=10_000 + args.seed)
-                    if rets is not None:
+                    if _evaluate_and_log(args, agent, eval_env, preemption, log, bar, evals, step, wall):
                         last_eval = step
-                        evals.append((step, float(np.mean(rets))))
-                        log.row("eval", step, wall, eval_return_mean=float(np.mean(rets)),
-                                eval_return_std=float(np.std(rets)))
-                        bar.write(f"step {step:>8}: greedy evaluation return {np.mean(rets):.1f} ± {np.std(rets):.1f}")
                 by_steps = args.checkpoint_every and step - last_ckpt >= args.checkpoint_every
                 by_time = args.checkpoint_minutes and time.monotonic() - last_ckpt_time >= 60 * args.checkpoint_minutes
                 if (by_steps or by_time) and step < args.total_steps and preemption.signum is None:
