@@ -4,9 +4,11 @@
     python benchmarks/toy_text.py --quick
 
 The observation (the cell index) is one-hot encoded on the device (``networks.PartTorso``).
-``CliffWalking-v1`` has no time limit; both training and the greedy evaluation cut episodes at
-``--max-episode-steps`` (truncated, so the target still bootstraps). Greedy evaluation: the env
-is deterministic, so one episode per evaluation is the greedy policy's return.
+``CliffWalking-v1`` has no time limit; the greedy evaluation cuts episodes at ``--max-episode-steps``
+(a greedy policy may walk in circles for ever), and so does training unless
+``--train-max-episode-steps`` says otherwise (0: the env as registered, which for CliffWalking
+means no limit: an episode lasts until the goal is reached). Truncated episodes still bootstrap.
+Greedy evaluation: the env is deterministic, so one episode per evaluation is the greedy policy's return.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ def main() -> None:
     parser.add_argument("--env", default="CliffWalking-v1")
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-episode-steps", type=int, default=200)
+    parser.add_argument("--max-episode-steps", type=int, default=200, help="time limit of evaluation episodes")
+    parser.add_argument("--train-max-episode-steps", type=int, default=None,
+                        help="time limit of training episodes (default: --max-episode-steps; 0: the env's own)")
     parser.add_argument("--eval-every", type=int, default=2_000)
     parser.add_argument("--eval-episodes", type=int, default=1)
     parser.add_argument("--json")
@@ -54,25 +58,30 @@ def main() -> None:
         args.steps, args.eval_every = 1_500, 750
     torch.set_num_threads(1)
 
-    env = gym.make(args.env, max_episode_steps=args.max_episode_steps)
+    train_limit = args.max_episode_steps if args.train_max_episode_steps is None else args.train_max_episode_steps
+    env = gym.make(args.env, **({"max_episode_steps": train_limit} if train_limit else {}))
     eval_env = gym.make(args.env, max_episode_steps=args.max_episode_steps)
     agent = SQNAgent(env.observation_space, env.action_space, SQNConfig(), device="cpu", seed=args.seed)
     obs, _ = env.reset(seed=args.seed)
     curve, metrics, start = [], {}, time.perf_counter()
+    goals = 0  # training episodes that ended by termination (CliffWalking: the goal reached)
     for step in range(1, args.steps + 1):
         action = agent.act(obs)
         next_obs, reward, terminated, truncated, _ = env.step(action)
         agent.observe(obs, action, reward, next_obs, terminated, truncated)
         metrics = agent.learn() or metrics
+        goals += bool(terminated)
         obs = env.reset()[0] if terminated or truncated else next_obs
         if step % args.eval_every == 0:
             ret = greedy_return(agent, eval_env, args.eval_episodes, seed=10_000)
-            curve.append({"step": step, "greedy_return": ret, **metrics})
+            curve.append({"step": step, "greedy_return": ret, "train_terminations": goals, **metrics})
             print(f"step {step:>6}  greedy return {ret:8.1f}  alpha {metrics.get('alpha', float('nan')):.4f}  "
-                  f"entropy {metrics.get('entropy', float('nan')):.3f}  mean_q {metrics.get('mean_q', float('nan')):.1f}",
+                  f"entropy {metrics.get('entropy', float('nan')):.3f}  mean_q {metrics.get('mean_q', float('nan')):.1f}  "
+                  f"terminations {goals}",
                   flush=True)
     result = {"benchmark": "toy_text", "quick": args.quick, "env": args.env, "steps": args.steps, "seed": args.seed,
-              "max_episode_steps": args.max_episode_steps, "curve": curve, "seconds": time.perf_counter() - start,
+              "max_episode_steps": args.max_episode_steps,
+              "train_max_episode_steps": train_limit or None, "curve": curve, "seconds": time.perf_counter() - start,
               "command": " ".join(sys.argv), "machine": machine_info()}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
