@@ -56,7 +56,10 @@ AUTORESET_MODES = ("next_step", "same_step", "disabled")
 
 def autoreset_name(mode: Any) -> str:
     """'next_step', 'same_step' or 'disabled' for a ``gymnasium.vector.AutoresetMode`` or such a string."""
-    key = str(getattr(mode, "value", mode)).replace("_", "").lower()  # AutoresetMode values are 'NextStep', ...
+    value = getattr(mode, "value", mode)  # AutoresetMode values are 'NextStep', ...
+    if not isinstance(value, str):
+        raise TypeError(f"autoreset_mode must be a str or gymnasium.vector.AutoresetMode, got {type(mode).__name__}")
+    key = value.replace("_", "").lower()
     name = {m.replace("_", ""): m for m in AUTORESET_MODES}.get(key)
     if name is None:
         raise ValueError(f"autoreset_mode must be one of {AUTORESET_MODES} (or gymnasium.vector.AutoresetMode), got {mode!r}")

@@ -200,6 +200,12 @@ def test_an_empty_batch_is_refused():
     still_works(agent, "discrete", True, seed=3)
 
 
+@pytest.mark.parametrize(("mode", "error"), [(1, TypeError), (None, TypeError), ("sometimes", ValueError)])
+def test_a_bad_autoreset_mode_is_refused_by_type_and_by_value(mode, error):
+    with pytest.raises(error, match="autoreset_mode"):
+        SQNAgent(*KINDS["discrete"], CONFIG, seed=0, device="cpu", autoreset_mode=mode)
+
+
 def _learnable_params(agent: SQNAgent) -> dict[str, Any]:
     s = snapshot(agent)
     return {k: s[k] for k in ("q_nets", "target_nets", "log_alpha", "q_optimizer", "alpha_optimizer")}
