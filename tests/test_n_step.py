@@ -255,21 +255,18 @@ def _np_log_softmax(x):
     return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
 
 
-@pytest.mark.parametrize("munchausen", [0.0, 0.9])
-@pytest.mark.parametrize("space", ["discrete", "multidiscrete"])
-def test_learn_uses_the_n_step_and_munchausen_target(munchausen, space):
-    """The q_loss of one gradient step equals the loss recomputed in numpy from the sampled batch."""
-    action_space = gym.spaces.Discrete(3) if space == "discrete" else gym.spaces.MultiDiscrete([3, 2])
-    obs_space = gym.spaces.Box(-1, 1, (3,), np.float32)
-    cfg = SQNConfig(learning_starts=32, batch_size=32, n_step=3, gamma=GAMMA, munchausen_scale=munchausen,
-                    munchausen_clip=-0.5, hidden_sizes=(16,), initial_alpha=0.7)
-    agent = SQNAgent(obs_space, action_space, cfg, device="cpu", seed=0)
+def _one_recorded_update(action_space, cfg, truncations: bool):
+    """An agent fed 32 random transitions (episodes of 9 steps; every other end a truncation when
+    ``truncations``), then one gradient step: (agent, online and target nets before it, alpha before it,
+    the sampled batch, the step's metrics)."""
+    agent = SQNAgent(gym.spaces.Box(-1, 1, (3,), np.float32), action_space, cfg, device="cpu", seed=0)
     rng = np.random.default_rng(0)
     o = rng.uniform(-1, 1, 3).astype(np.float32)
     for t in range(32):  # exactly learning_starts: one gradient step is due
         n = rng.uniform(-1, 1, 3).astype(np.float32)
         end = t % 9 == 8
-        agent.observe(o, action_space.sample(), float(rng.normal()), n, end and t % 2 == 0, end and t % 2 == 1)
+        terminated, truncated = (end and t % 2 == 0, end and t % 2 == 1) if truncations else (end, False)
+        agent.observe(o, action_space.sample(), float(rng.normal()), n, terminated, truncated)
         o = rng.uniform(-1, 1, 3).astype(np.float32) if end else n
     online, target = copy.deepcopy(agent.q_nets), copy.deepcopy(agent.target_nets)
     alpha = agent.alpha.item()
@@ -277,7 +274,17 @@ def test_learn_uses_the_n_step_and_munchausen_target(munchausen, space):
     sample = agent.replay.sample
     agent.replay.sample = lambda *a, **k: sampled.append(sample(*a, **k)) or sampled[-1]
     metrics = agent.learn()
-    b = sampled[0]
+    return agent, online, target, alpha, sampled[0], metrics
+
+
+@pytest.mark.parametrize("munchausen", [0.0, 0.9])
+@pytest.mark.parametrize("space", ["discrete", "multidiscrete"])
+def test_learn_uses_the_n_step_and_munchausen_target(munchausen, space):
+    """The q_loss of one gradient step equals the loss recomputed in numpy from the sampled batch."""
+    action_space = gym.spaces.Discrete(3) if space == "discrete" else gym.spaces.MultiDiscrete([3, 2])
+    cfg = SQNConfig(learning_starts=32, batch_size=32, n_step=3, gamma=GAMMA, munchausen_scale=munchausen,
+                    munchausen_clip=-0.5, hidden_sizes=(16,), initial_alpha=0.7)
+    agent, online, target, alpha, b, metrics = _one_recorded_update(action_space, cfg, truncations=True)
     assert b.discounts is not None and (b.discounts < GAMMA).any()  # some 2- and 3-step returns
 
     def q(nets, x):
@@ -364,24 +371,10 @@ def test_intermediate_entropy_bonus_by_hand():
 
 
 def test_learn_adds_the_intermediate_entropy_to_the_target():
-    action_space, obs_space = gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (3,), np.float32)
+    action_space = gym.spaces.Discrete(3)
     cfg = SQNConfig(learning_starts=32, batch_size=32, n_step=3, gamma=GAMMA, soft_n_step=True, hidden_sizes=(16,),
                     initial_alpha=0.7)
-    agent = SQNAgent(obs_space, action_space, cfg, device="cpu", seed=0)
-    rng = np.random.default_rng(0)
-    o = rng.uniform(-1, 1, 3).astype(np.float32)
-    for t in range(32):
-        n = rng.uniform(-1, 1, 3).astype(np.float32)
-        end = t % 9 == 8
-        agent.observe(o, action_space.sample(), float(rng.normal()), n, end, False)
-        o = rng.uniform(-1, 1, 3).astype(np.float32) if end else n
-    online, target = copy.deepcopy(agent.q_nets), copy.deepcopy(agent.target_nets)
-    alpha = agent.alpha.item()
-    sampled = []
-    sample = agent.replay.sample
-    agent.replay.sample = lambda *a, **k: sampled.append(sample(*a, **k)) or sampled[-1]
-    metrics = agent.learn()
-    b = sampled[0]
+    agent, online, target, alpha, b, metrics = _one_recorded_update(action_space, cfg, truncations=False)
 
     def q(nets, x):
         with torch.no_grad():
