@@ -51,6 +51,17 @@ row's ``obs`` continued it (the ``link`` decided above, by pixels), and ``sample
 follows the links (``replay.n_step_returns``). A successor is newer than its row, so it stays
 valid as long as the row does.
 
+Observations of several parts
+-----------------------------
+A ``Dict`` observation such as ``{"frames": (4, 84, 84) uint8, "score": (2,) float32}`` (with the
+legal-action mask as one more part) is stored with its one frame-stack part, ``frame_part``,
+deduplicated as above and every other part per row, each in its own dtype, as ``ReplayBuffer``
+stores parts (``obs_shape``/``obs_dtype`` are then mappings from part name to shape and dtype, and
+``obs``/``next_obs`` dicts of arrays). A row is linked to its stream's previous row only if the
+other parts continue it too (its ``obs`` parts equal the previous ``next_obs`` parts), so links,
+and hence n-step returns, are exactly those of ``ReplayBuffer``; frames are shared by pixels
+alone. ``learner.make_replay`` picks this buffer when exactly one part is a frame stack.
+
 If observations do not overlap (e.g. RGB images mistaken for stacks), each transition needs up
 to ``2K`` frames, the frame ring rather than ``capacity`` limits ``len()``, and a
 ``FrameStackCapacityWarning`` says so; use ``ReplayBuffer`` for such observations.
@@ -60,11 +71,24 @@ from __future__ import annotations
 
 import bisect
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 
 from sqn_agents.layout import observation_layout
-from sqn_agents.replay import Batch, check_links, mid_discounts, n_step_chain, n_step_returns
+from sqn_agents.replay import (
+    Batch,
+    ObsArrays,
+    allocate_obs,
+    check_links,
+    mid_discounts,
+    n_step_chain,
+    n_step_returns,
+    obs_state,
+    put_obs,
+    rows_equal,
+    take_obs,
+)
 
 # Rows handled per vectorised step of ``add``: bounds the temporaries of the pixel comparisons
 # (256 rows of 4x84x84 is 7 MB) for callers that add a long trajectory at once.
@@ -98,7 +122,9 @@ class FrameStackReplayBuffer:
     """Ring buffer with uniform sampling that stores each frame of overlapping frame stacks once.
 
     Same interface as ``ReplayBuffer``; ``stack_axis`` is the axis of an observation along
-    which frames are stacked (0 for channels-first ``(4, 84, 84)``).
+    which frames are stacked (0 for channels-first ``(4, 84, 84)``). For observations of several
+    parts (``obs_shape`` a mapping), ``frame_part`` names the frame-stack part; the others are
+    stored per row (see the module docstring).
 
     >>> import numpy as np
     >>> rb = FrameStackReplayBuffer(capacity=4, obs_shape=(2, 3, 3), obs_dtype=np.uint8, seed=0)
@@ -115,31 +141,51 @@ class FrameStackReplayBuffer:
     def __init__(
         self,
         capacity: int,
-        obs_shape: tuple[int, ...],
-        obs_dtype: np.dtype | type,
+        obs_shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
+        obs_dtype: np.dtype | type | Mapping[str, np.dtype | type],
         action_dims: int = 1,
         seed: int | None = None,
         stack_axis: int = 0,
+        frame_part: str | None = None,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity}")
-        obs_shape = tuple(int(s) for s in obs_shape)
-        if not obs_shape or not -len(obs_shape) <= stack_axis < len(obs_shape):
-            raise ValueError(f"stack_axis {stack_axis} is not an axis of observations of shape {obs_shape}")
+        if isinstance(obs_shape, Mapping):  # named parts: one frame stack, the others stored per row
+            if frame_part not in obs_shape:
+                raise ValueError(f"frame_part must name one of the observation parts {list(obs_shape)}, got {frame_part!r}")
+            if not isinstance(obs_dtype, Mapping) or set(obs_dtype) != set(obs_shape):
+                raise ValueError(f"obs_dtype must map the same part names as obs_shape {list(obs_shape)}, got {obs_dtype!r}")
+            self.obs_shape: tuple[int, ...] | dict[str, tuple[int, ...]] = {
+                k: tuple(int(s) for s in v) for k, v in obs_shape.items()}
+            self.obs_dtype: np.dtype | dict[str, np.dtype] = {k: np.dtype(obs_dtype[k]) for k in obs_shape}
+            stack_shape, self.frame_dtype = self.obs_shape[frame_part], self.obs_dtype[frame_part]
+        else:
+            if frame_part is not None:
+                raise ValueError(f"frame_part {frame_part!r} names a part, but obs_shape {obs_shape} is one shape")
+            self.obs_shape = stack_shape = tuple(int(s) for s in obs_shape)
+            self.obs_dtype = self.frame_dtype = np.dtype(obs_dtype)
+        if not stack_shape or not -len(stack_shape) <= stack_axis < len(stack_shape):
+            raise ValueError(f"stack_axis {stack_axis} is not an axis of observations of shape {stack_shape}")
         self.capacity = int(capacity)
-        self.obs_shape = obs_shape
-        self.obs_dtype = np.dtype(obs_dtype)
+        self.frame_part = frame_part
+        self.stack_shape = stack_shape  # one frame stack (the frame part's shape)
         self.action_dims = int(action_dims)
-        self.stack_axis = stack_axis % len(obs_shape)
-        self.stack_size = obs_shape[self.stack_axis]
+        self.stack_axis = stack_axis % len(stack_shape)
+        self.stack_size = stack_shape[self.stack_axis]
         if self.stack_size < 1:
-            raise ValueError(f"observations of shape {obs_shape} have no frame along axis {stack_axis}")
-        self.frame_shape = obs_shape[: self.stack_axis] + obs_shape[self.stack_axis + 1 :]
+            raise ValueError(f"observations of shape {stack_shape} have no frame along axis {stack_axis}")
+        self.frame_shape = stack_shape[: self.stack_axis] + stack_shape[self.stack_axis + 1 :]
         k = self.stack_size
+        # The other parts, stored per row as in ReplayBuffer (none for one Box of stacks).
+        shapes, dtypes = (self.obs_shape, self.obs_dtype) if frame_part is not None else ({}, {})
+        self.extra_shape = {name: shape for name, shape in shapes.items() if name != frame_part}
+        self.extra_dtype = {name: dtypes[name] for name in self.extra_shape}
+        self.extra_obs = allocate_obs(self.capacity, self.extra_shape, self.extra_dtype)
+        self.extra_next = allocate_obs(self.capacity, self.extra_shape, self.extra_dtype)
 
         self.num_frames = self.capacity + max(self.capacity // 32, 4 * k)
         self.reuse_window = self.num_frames // 2
-        self.frames = np.zeros((self.num_frames, *self.frame_shape), dtype=self.obs_dtype)
+        self.frames = np.zeros((self.num_frames, *self.frame_shape), dtype=self.frame_dtype)
         self.obs_frames = np.zeros((self.capacity, k), dtype=np.int64)  # global frame ids
         self.next_frames = np.zeros((self.capacity, k), dtype=np.int64)
         self.keys = np.zeros(self.capacity, dtype=np.int64)  # eviction keys, see the module docstring
@@ -167,16 +213,17 @@ class FrameStackReplayBuffer:
         arrays = (
             self.frames, self.obs_frames, self.next_frames, self.keys, self.actions, self.rewards,
             self.terminated, self.truncated, self.succ, self.stream_ids, self.stream_frames, self.stream_rows,
+            *self.extra_obs.values(), *self.extra_next.values(),
         )
         return sum(a.nbytes for a in arrays)
 
     # --- adding ---------------------------------------------------------------------------
     def add(
         self,
-        obs: np.ndarray,
+        obs: ObsArrays,
         actions: np.ndarray,
         rewards: np.ndarray,
-        next_obs: np.ndarray,
+        next_obs: ObsArrays,
         terminated: np.ndarray,
         truncated: np.ndarray,
         env_ids: np.ndarray | None = None,
@@ -190,10 +237,7 @@ class FrameStackReplayBuffer:
         n = len(rewards)
         if n == 0:
             return
-        obs, next_obs = np.asarray(obs), np.asarray(next_obs)
-        for name, arr in (("obs", obs), ("next_obs", next_obs)):
-            if arr.shape != (n, *self.obs_shape):
-                raise ValueError(f"{name} has shape {arr.shape}, expected {(n, *self.obs_shape)}")
+        (obs, extra), (next_obs, next_extra) = self._split(obs, n, "obs"), self._split(next_obs, n, "next_obs")
         actions = np.asarray(actions).reshape(n, -1)
         if actions.shape[1] != self.action_dims:
             raise ValueError(f"actions have {actions.shape[1]} dimensions per row, expected {self.action_dims}")
@@ -208,8 +252,26 @@ class FrameStackReplayBuffer:
         for lo in range(0, n, step):  # a loop over chunks of rows, each one vectorised
             rows = slice(lo, lo + step)
             self._add_chunk(obs_f[rows], actions[rows], rewards[rows], next_f[rows],
-                            terminated[rows], truncated[rows], env_ids[rows])
+                            terminated[rows], truncated[rows], env_ids[rows],
+                            take_obs(extra, rows), take_obs(next_extra, rows))
         self._warn_if_frames_limit_capacity()
+
+    def _split(self, obs: ObsArrays, n: int, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """``n`` observations as (frame stacks, the other parts), their shapes checked."""
+        if self.frame_part is None:
+            parts, stacks, label = {}, np.asarray(obs), name
+        else:
+            if not isinstance(obs, Mapping) or set(obs) != set(self.obs_shape):
+                got = sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__
+                raise ValueError(f"{name} must be a dict of the parts {list(self.obs_shape)}, got {got}")
+            parts = {k: np.asarray(obs[k]) for k in self.extra_shape}
+            stacks, label = np.asarray(obs[self.frame_part]), f"{name}[{self.frame_part!r}]"
+            for k, arr in parts.items():
+                if arr.shape != (n, *self.extra_shape[k]):
+                    raise ValueError(f"{name}[{k!r}] has shape {arr.shape}, expected {(n, *self.extra_shape[k])}")
+        if stacks.shape != (n, *self.stack_shape):
+            raise ValueError(f"{label} has shape {stacks.shape}, expected {(n, *self.stack_shape)}")
+        return stacks, parts
 
     def _add_chunk(
         self,
@@ -220,8 +282,11 @@ class FrameStackReplayBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         env_ids: np.ndarray,
+        extra: dict[str, np.ndarray],
+        next_extra: dict[str, np.ndarray],
     ) -> None:
-        """Store at most ``capacity`` rows; ``obs_f``/``next_f`` are ``(n, K, *frame_shape)``.
+        """Store at most ``capacity`` rows; ``obs_f``/``next_f`` are ``(n, K, *frame_shape)``, ``extra`` and
+        ``next_extra`` the other parts of ``obs`` and ``next_obs`` (empty dicts for one Box of stacks).
 
         Each stream's frames form a sequence; this method writes one array ``seq`` of frame ids
         holding, stream after stream, the ids every row appends to its stream's sequence: the
@@ -237,6 +302,7 @@ class FrameStackReplayBuffer:
             obs_f, next_f = obs_f[order], next_f[order]
             actions, rewards, terminated, truncated = actions[order], rewards[order], terminated[order], truncated[order]
             env_ids = env_ids[order]
+            extra, next_extra = take_obs(extra, order), take_obs(next_extra, order)
         done = terminated | truncated
         first = np.ones(n, bool)
         first[1:] = env_ids[1:] != env_ids[:-1]
@@ -332,6 +398,8 @@ class FrameStackReplayBuffer:
         self.obs_frames[slots], self.next_frames[slots] = obs_ids, next_ids
         self.actions[slots], self.rewards[slots] = actions, rewards
         self.terminated[slots], self.truncated[slots] = terminated, truncated
+        put_obs(self.extra_obs, slots, extra)
+        put_obs(self.extra_next, slots, next_extra)
         self.succ[slots] = -1
         self.added += n
         self.tail = max(self.tail, self.added - self.capacity)
@@ -342,6 +410,9 @@ class FrameStackReplayBuffer:
         prev[inner] = logical[inner - 1]
         prev[heads] = remembered_rows
         linked = np.flatnonzero(link & (prev >= self.tail))
+        if self.extra_shape and len(linked):  # the other parts must continue the stream too (as ReplayBuffer links)
+            linked = linked[rows_equal(take_obs(self.extra_next, prev[linked] % self.capacity),
+                                       take_obs(self.extra_obs, slots[linked]))]
         self.succ[prev[linked] % self.capacity] = logical[linked]
 
         # Remember each stream's last next_obs, forget streams whose episode ended and stale stacks.
@@ -392,10 +463,10 @@ class FrameStackReplayBuffer:
         slots = first % self.capacity
         if n_step == 1:
             return Batch(
-                obs=self._stacks(self.obs_frames[slots]),
+                obs=self._observations(self.obs_frames, self.extra_obs, slots),
                 actions=self.actions[slots],
                 rewards=self.rewards[slots],
-                next_obs=self._stacks(self.next_frames[slots]),
+                next_obs=self._observations(self.next_frames, self.extra_next, slots),
                 terminated=self.terminated[slots],
             )
         last, returns, discounts = n_step_returns(self.succ, self.rewards, first, n_step, gamma)
@@ -403,18 +474,26 @@ class FrameStackReplayBuffer:
         mid = {}
         if intermediate:
             chain, steps = n_step_chain(self.succ, first, n_step)
-            ids = self.next_frames[chain[:, :-1] % self.capacity]  # (B, n - 1, K)
-            mid = {"mid_obs": self._stacks(ids.reshape(-1, self.stack_size)).reshape(*ids.shape[:2], *self.obs_shape),
+            mid = {"mid_obs": self._observations(self.next_frames, self.extra_next, chain[:, :-1] % self.capacity),
                    "mid_discounts": mid_discounts(steps, n_step, gamma)}
         return Batch(
-            obs=self._stacks(self.obs_frames[slots]),
+            obs=self._observations(self.obs_frames, self.extra_obs, slots),
             actions=self.actions[slots],
             rewards=returns,
-            next_obs=self._stacks(self.next_frames[end]),
+            next_obs=self._observations(self.next_frames, self.extra_next, end),
             terminated=self.terminated[end],
             discounts=discounts,
             **mid,
         )
+
+    def _observations(self, frame_ids: np.ndarray, extra: dict[str, np.ndarray], slots: np.ndarray) -> ObsArrays:
+        """The observations of rows ``slots`` (any shape): stacks rebuilt from the rows' frame ids
+        (``obs_frames`` or ``next_frames``), with the rows' other parts (``extra``) when there are parts."""
+        ids = frame_ids[slots]  # (*slots.shape, K)
+        stacks = self._stacks(ids.reshape(-1, self.stack_size)).reshape(*slots.shape, *self.stack_shape)
+        if self.frame_part is None:
+            return stacks
+        return {k: stacks if k == self.frame_part else extra[k][slots] for k in self.obs_shape}
 
     def _stacks(self, frame_ids: np.ndarray) -> np.ndarray:
         """Observations ``(B, *obs_shape)`` rebuilt from ``(B, K)`` global frame ids."""
@@ -444,13 +523,16 @@ class FrameStackReplayBuffer:
             "added": np.array(self.added, dtype=np.int64),
             "succ": self.succ[slots],
             "stream_rows": self.stream_rows.copy(),
+            **obs_state("obs", take_obs(self.extra_obs, slots)),
+            **obs_state("next_obs", take_obs(self.extra_next, slots)),
         }
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore a ``state_dict``. Checks the whole layout first (a ValueError changes nothing),
         so that no frame id of a loaded transition can point outside the frames that were saved."""
         k = self.stack_size
-        missing = [name for name in _STATE_NAMES if name not in state]
+        extra_stores = {**obs_state("obs", self.extra_obs), **obs_state("next_obs", self.extra_next)}
+        missing = [name for name in (*_STATE_NAMES, *extra_stores) if name not in state]
         if missing:
             raise ValueError(f"replay state lacks arrays {missing}")
         arr = {name: np.asarray(state[name]) for name in _STATE_NAMES}
@@ -472,8 +554,13 @@ class FrameStackReplayBuffer:
         for name in ("obs_frames", "next_frames", "keys", "actions", "stream_ids", "stream_frames"):
             if arr[name].dtype.kind not in "iu":
                 raise ValueError(f"replay state '{name}' has dtype {arr[name].dtype}, expected integers")
-        if arr["frames"].dtype != self.obs_dtype:
-            raise ValueError(f"replay state 'frames' has dtype {arr['frames'].dtype}, expected {self.obs_dtype}")
+        if arr["frames"].dtype != self.frame_dtype:
+            raise ValueError(f"replay state 'frames' has dtype {arr['frames'].dtype}, expected {self.frame_dtype}")
+        extra = {name: np.asarray(state[name]) for name in extra_stores}
+        for name, store in extra_stores.items():
+            if extra[name].shape != (n, *store.shape[1:]) or extra[name].dtype != store.dtype:
+                raise ValueError(f"replay state '{name}' has shape {extra[name].shape} and dtype {extra[name].dtype}, "
+                                 f"expected {(n, *store.shape[1:])} and {store.dtype}")
         if n > min(self.capacity, added):
             raise ValueError(f"replay state holds {n} transitions but capacity is {self.capacity} and {added} were added")
         lowest = written - len(arr["frames"])  # the oldest frame id that was saved
@@ -509,6 +596,8 @@ class FrameStackReplayBuffer:
         self.obs_frames[slots], self.next_frames[slots], self.keys[slots] = arr["obs_frames"], arr["next_frames"], keys
         self.actions[slots], self.rewards[slots] = arr["actions"], arr["rewards"]
         self.terminated[slots], self.truncated[slots] = arr["terminated"], arr["truncated"]
+        for name, store in extra_stores.items():
+            store[slots] = extra[name]
         self.frames_written, self.added, self.tail = written, added, added - n
         self.stream_ids = arr["stream_ids"].astype(np.int64)
         self.stream_frames = arr["stream_frames"].astype(np.int64)

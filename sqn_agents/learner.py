@@ -43,13 +43,24 @@ def make_replay(config: SQNConfig, observation_space: gym.spaces.Space, action_d
                 obs_codec: ObservationCodec | None = None) -> Replay:
     """The buffer ``config.replay`` asks for: ``"auto"`` picks the frame-deduplicated one for frame stacks.
 
-    Observations of several parts (``obs_codec`` not flat) get a ``ReplayBuffer`` of named arrays.
+    Observations of several parts (``obs_codec`` not flat) are stored as named arrays; when exactly one
+    part is a frame stack, ``"auto"`` and ``"frame_stack"`` deduplicate its frames and store the other
+    parts per row. With several frame-stack parts none is deduplicated (``"auto"`` stores them whole, and
+    ``"frame_stack"`` is refused): which one to favour would be a guess.
     """
     space, kind = observation_space, config.replay
     if obs_codec is not None and not obs_codec.flat:
-        if kind == "frame_stack":
-            raise ValueError(f"replay='frame_stack' stores one Box of frame stacks, but the observations have the "
-                             f"parts {[p.name for p in obs_codec.parts]}; use replay='uniform' or 'auto'")
+        stacks = frame_stack_parts(obs_codec)
+        if kind == "frame_stack" and len(stacks) != 1:
+            raise ValueError(
+                f"replay='frame_stack' deduplicates one part of channels-first uint8 frame stacks, but the "
+                f"observations have {len(stacks)} such parts ({stacks}) among {[p.name for p in obs_codec.parts]}; "
+                "use replay='uniform' or 'auto'")
+        if kind in ("frame_stack", "auto") and len(stacks) == 1:
+            from sqn_agents.frame_replay import FrameStackReplayBuffer  # only image agents pay for the import
+
+            return FrameStackReplayBuffer(config.buffer_size, obs_codec.storage_shape, obs_codec.storage_dtype,
+                                          action_dims, seed=seed, frame_part=stacks[0])
         return ReplayBuffer(config.buffer_size, obs_codec.storage_shape, obs_codec.storage_dtype, action_dims, seed=seed)
     frame_stack = observation_layout(space.shape, space.dtype).frame_stack
     if kind == "frame_stack" and not frame_stack:
@@ -62,6 +73,12 @@ def make_replay(config: SQNConfig, observation_space: gym.spaces.Space, action_d
 
         return FrameStackReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed)
     return ReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed)
+
+
+def frame_stack_parts(obs_codec: ObservationCodec) -> list[str]:
+    """The names of the parts that are frame stacks (``layout.observation_layout``), in the parts' order."""
+    return [p.name for p in obs_codec.parts
+            if isinstance(p.space, gym.spaces.Box) and observation_layout(p.shape, p.dtype).frame_stack]
 
 
 def _map_parts(fn: Any, *values: Any) -> Any:
@@ -408,8 +425,10 @@ class Learner:
             augment = torch.Generator(device=self.device)
             load_generator_state(augment, state["augment_generator"], state.get("augment_generator_device"),
                                  "augmentation generator")
+        replay = self.replay
         if "replay" in state:
-            self.replay.load_state_dict(self._checked_replay_state(state["replay"]))  # checks its layout, then writes
+            replay = self._replay_for(state["replay"])
+            replay.load_state_dict(self._checked_replay_state(replay, state["replay"]))  # checks its layout, then writes
 
         for name, module in (("q_nets", self.q_nets), ("target_nets", self.target_nets)):
             module.load_state_dict(state[name])
@@ -417,6 +436,7 @@ class Learner:
             self.log_alpha.copy_(state["log_alpha"])
         self.q_optimizer.load_state_dict(q_opt)
         self.alpha_optimizer.load_state_dict(alpha_opt)
+        self.replay = replay
         self.replay.rng.bit_generator.state = scratch.bit_generator.state
         if augment is not None:
             self.augment_generator.set_state(augment.get_state())
@@ -425,12 +445,22 @@ class Learner:
         self._skipped_reported = skipped
         self.counters = LearnerCounters(**counters)
 
-    def _checked_replay_state(self, saved: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        """Replay arrays checked against this learner's buffer: names, dtypes, item shapes, values, action ranges.
+    def _replay_for(self, saved: Mapping[str, Any]) -> Replay:
+        """The buffer to load a saved replay state into: this learner's, or a fresh ``ReplayBuffer`` for the
+        state of one saved before the frame part of a Dict observation was deduplicated (that state holds
+        the part whole, ``obs.<part>``, and no ``frames``), so that such a checkpoint still resumes exactly."""
+        part = getattr(self.replay, "frame_part", None)
+        if part is None or "frames" in saved or f"obs.{part}" not in saved:
+            return self.replay
+        return ReplayBuffer(self.config.buffer_size, self.obs_codec.storage_shape, self.obs_codec.storage_dtype,
+                            self.codec.action_dims)
+
+    def _checked_replay_state(self, replay: Replay, saved: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Replay arrays checked against ``replay``: names, dtypes, item shapes, values, action ranges.
         The buffer's own ``load_state_dict`` then checks its layout (ring position, frame ids, ...)."""
         arrays = {k: np.asarray(v) for k, v in saved.items()}
-        reference = {k: np.asarray(v) for k, v in self.replay.state_dict().items()}
-        missing = sorted(set(reference) - set(arrays) - set(self.replay.optional_state))
+        reference = {k: np.asarray(v) for k, v in replay.state_dict().items()}
+        missing = sorted(set(reference) - set(arrays) - set(replay.optional_state))
         if missing:
             raise ValueError(f"lacks replay arrays {missing}")
         for name, ref in reference.items():
