@@ -96,10 +96,11 @@ class Actor:
         *,
         seed: int | None = None,
         action_mask: bool = False,
+        mask_as_input: bool = False,
         precision: str = "fp32",
     ) -> None:
         self.codec = ActionCodec(action_space)
-        self.obs_codec = ObservationCodec(observation_space, self.codec, action_mask)
+        self.obs_codec = ObservationCodec(observation_space, self.codec, action_mask, mask_as_input)
         self.observation_space = observation_space
         if len(q_nets) != 2:
             raise ValueError(f"q_nets must hold the two online Q networks, got {len(q_nets)}")
@@ -124,15 +125,16 @@ class Actor:
         device: str | torch.device = "cpu",
         seed: int | None = None,
         action_mask: bool = False,
+        mask_as_input: bool = False,
         precision: str = "fp32",
     ) -> Actor:
         """An act-only policy from a learner's ``policy_weights()`` (no replay, optimizers or targets).
 
-        ``hidden_sizes``, ``network_factory`` and ``action_mask`` must be the learner's, so the networks
-        match the weights; ``precision`` may differ (the weights are float32 either way).
+        ``hidden_sizes``, ``network_factory``, ``action_mask`` and ``mask_as_input`` must be the learner's,
+        so the networks match the weights; ``precision`` may differ (the weights are float32 either way).
         """
         codec = ActionCodec(action_space)
-        space = ObservationCodec(observation_space, codec, action_mask).network_space
+        space = ObservationCodec(observation_space, codec, action_mask, mask_as_input).network_space
         with torch.random.fork_rng(devices=[]):  # the weights replace the initialisation: leave the global RNG alone
             q_nets = nn.ModuleList(
                 [build_q_network(space, codec.action_dims, codec.num_actions, hidden_sizes, network_factory)
@@ -143,7 +145,7 @@ class Actor:
         device = resolve_device(device)
         log_alpha = torch.empty(tuple(weights["log_alpha"].shape), device=device)
         actor = cls(observation_space, action_space, q_nets.to(device).requires_grad_(False), log_alpha, seed=seed,
-                    action_mask=action_mask, precision=precision)
+                    action_mask=action_mask, mask_as_input=mask_as_input, precision=precision)
         actor.load_weights(weights)
         return actor
 
@@ -180,12 +182,14 @@ class Actor:
         arrays, batch = self.obs_codec.encode(obs)
         legal = self._legal_actions(arrays, action_mask, batch)
         arrays = batched(arrays) if batch is None else arrays
+        mask = self.mask if legal is None else torch.as_tensor(legal, device=self.device)
         if isinstance(arrays, dict):
             x = {k: torch.as_tensor(v, device=self.device) for k, v in arrays.items() if k != MASK_KEY}
+            if self.obs_codec.mask_as_input:  # the mask acted under (a given one too) is then a network input
+                x[MASK_KEY] = mask
         else:
             x = torch.as_tensor(arrays, device=self.device)
         q = self.q_values(x)
-        mask = self.mask if legal is None else torch.as_tensor(legal, device=self.device)
         if deterministic:
             if mask is not None:
                 q = q.masked_fill(~mask, float("-inf"))

@@ -72,10 +72,12 @@ class SQNAgent:
         network_factory: NetworkFactory | None = None,
         autoreset_mode: Any = "next_step",
         action_mask: bool = False,
+        mask_as_input: bool = False,
     ) -> None:
         """``action_mask=True``: the env gives legal-action masks outside the observation (Taxi's
         ``info["action_mask"]``), passed to ``act`` and ``observe``; a ``Dict`` observation with an
-        ``"action_mask"`` entry needs no flag. Observation spaces: see ``observations.py``."""
+        ``"action_mask"`` entry needs no flag. ``mask_as_input=True``: the networks see the mask too, as
+        one more input part (it masks the policy either way). Observation spaces: see ``observations.py``."""
         self.config = config if config is not None else SQNConfig()
         if not isinstance(self.config, SQNConfig):
             raise TypeError(f"config must be an SQNConfig, got {type(self.config).__name__}")
@@ -87,9 +89,10 @@ class SQNAgent:
         self.network_factory = network_factory
         autoreset_mode = autoreset_name(autoreset_mode)  # refuse a bad mode before building networks
         self.learner = Learner(observation_space, action_space, self.config, device=self.device, seed=seed,
-                               network_factory=network_factory, action_mask=action_mask)
+                               network_factory=network_factory, action_mask=action_mask, mask_as_input=mask_as_input)
+        self.mask_as_input = bool(mask_as_input)  # (the learner's codec refused a non-bool)
         self.actor = Actor(observation_space, action_space, self.learner.q_nets, self.learner.log_alpha, seed=seed,
-                           action_mask=action_mask, precision=self.config.precision)
+                           action_mask=action_mask, mask_as_input=mask_as_input, precision=self.config.precision)
         self.intake = TransitionIntake(observation_space, action_space, self.learner, autoreset_mode,
                                        action_mask=action_mask)
         self.training = True
@@ -265,6 +268,7 @@ class SQNAgent:
             "network": "builtin" if self.network_factory is None else "custom",
             "autoreset_mode": self.autoreset_mode,
             "action_mask": self.action_mask,
+            "mask_as_input": self.mask_as_input,
             # a Box's bounds go into the model file; a Dict or Tuple carries its parts' bounds in its description
             "observation_low": getattr(self.observation_space, "low", np.zeros(0, np.float32)),
             "observation_high": getattr(self.observation_space, "high", np.zeros(0, np.float32)),
@@ -326,8 +330,9 @@ class SQNAgent:
             )
         try:
             agent = cls(obs_space, act_space, config, device=device, network_factory=network_factory,
-                        autoreset_mode=description["autoreset_mode"], action_mask=description.get("action_mask", False))
-        except ValueError as e:
+                        autoreset_mode=description["autoreset_mode"], action_mask=description.get("action_mask", False),
+                        mask_as_input=description.get("mask_as_input", False))
+        except (ValueError, TypeError) as e:
             raise CheckpointError(f"checkpoint at {path} describes an agent that cannot be built: {e}") from None
         try:
             agent.load_state_dict(state)

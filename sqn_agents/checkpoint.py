@@ -266,6 +266,7 @@ def unpack_agent(manifest: Mapping[str, Any], groups: Mapping[str, Mapping[str, 
         "network": manifest.get("network"),
         "autoreset_mode": manifest.get("autoreset_mode", "next_step"),
         "action_mask": manifest.get("action_mask", False),  # absent before masks: none
+        "mask_as_input": manifest.get("mask_as_input", False),  # absent before the option: the mask was no input
         "observation_low": model["observation_space.low"].numpy(),
         "observation_high": model["observation_space.high"].numpy(),
     }

@@ -153,14 +153,16 @@ class Learner:
         seed: int | None = None,
         network_factory: NetworkFactory | None = None,
         action_mask: bool = False,
+        mask_as_input: bool = False,
     ) -> None:
         """``action_mask=True``: legal-action masks come with the transitions though the observation space
-        has no ``"action_mask"`` entry (see ``observations.py``)."""
+        has no ``"action_mask"`` entry (see ``observations.py``). ``mask_as_input=True``: the networks also
+        see the mask, as one more input part (it masks the policy and the targets either way)."""
         self.config = cfg = config if config is not None else SQNConfig()
         if not isinstance(cfg, SQNConfig):
             raise TypeError(f"config must be an SQNConfig, got {type(cfg).__name__}")
         self.codec = ActionCodec(action_space)
-        self.obs_codec = ObservationCodec(observation_space, self.codec, action_mask)
+        self.obs_codec = ObservationCodec(observation_space, self.codec, action_mask, mask_as_input)
         self.observation_space = observation_space
         self.device = resolve_device(device)
 

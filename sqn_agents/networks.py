@@ -14,7 +14,9 @@ A user may replace the torso with their own module through ``network_factory``: 
 ``(B, *obs_shape)`` to ``(B, num_outputs)``. For observations of several parts the factory is
 called with the ``gym.spaces.Dict`` of the parts (``ObservationCodec.network_space``) and its
 module receives a dict of tensors as stored (uint8 images, zero-based int64 indices for
-Discrete parts, int8 for MultiBinary; the legal-action mask left out).
+Discrete parts, int8 for MultiBinary): the parts of that ``Dict`` only, so the legal-action mask
+is left out unless the agent was built with ``mask_as_input=True`` (then it is the bool
+``(B, D, N)`` part ``"action_mask"``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from torch import nn
 
 from sqn_agents.config import PRECISIONS
 from sqn_agents.layout import observation_layout
-from sqn_agents.observations import MASK_KEY
 
 NetworkFactory = Callable[[gym.spaces.Space, int], nn.Module]
 
@@ -125,16 +126,18 @@ class SmallCNN(nn.Module):
 class QNetwork(nn.Module):
     """Observation -> (B, D, N) Q table. Casts and, for channels-last images, transposes the input."""
 
-    def __init__(self, body: nn.Module, action_dims: int, num_actions: int, channels_last: bool = False) -> None:
+    def __init__(self, body: nn.Module, action_dims: int, num_actions: int, channels_last: bool = False,
+                 inputs: Sequence[str] = ()) -> None:
         super().__init__()
         self.body = body
         self.action_dims = action_dims
         self.num_actions = num_actions
         self.channels_last = channels_last
+        self.inputs = tuple(inputs)  # for a dict of parts: the parts the body is given (a stored mask may not be one)
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        if isinstance(obs, dict):  # a user's module over the parts (the mask is not an input)
-            return self.body({k: v for k, v in obs.items() if k != MASK_KEY}).view(-1, self.action_dims, self.num_actions)
+        if isinstance(obs, dict):  # a user's module over the parts of its space
+            return self.body({k: obs[k] for k in self.inputs}).view(-1, self.action_dims, self.num_actions)
         if self.channels_last:
             obs = obs.permute(0, 3, 1, 2)
         memory_format = getattr(self.body, "input_memory_format", None)
@@ -210,7 +213,8 @@ def build_q_network(
     """
     out = action_dims * num_actions
     if network_factory is not None:
-        return QNetwork(network_factory(observation_space, out), action_dims, num_actions)
+        inputs = list(observation_space.spaces) if isinstance(observation_space, gym.spaces.Dict) else ()
+        return QNetwork(network_factory(observation_space, out), action_dims, num_actions, inputs=inputs)
     if isinstance(observation_space, gym.spaces.Dict):
         return CombinedQNetwork(observation_space, action_dims, num_actions, hidden_sizes)
     shape = tuple(observation_space.shape)

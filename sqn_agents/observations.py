@@ -124,10 +124,14 @@ class ObservationCodec:
 
     ``flat``: a ``Box`` space without masks, whose observations are one array (no dict).
     Otherwise ``parts`` lists the stored parts (the mask last, as ``MASK_KEY``) and
-    ``network_space`` is the ``gym.spaces.Dict`` of the parts the networks see.
+    ``network_space`` is the ``gym.spaces.Dict`` of the parts the networks see: the mask is one of
+    them only with ``mask_as_input`` (a ``MultiBinary((D, N))`` part, flattened to floats by its torso).
     """
 
-    def __init__(self, space: gym.spaces.Space, action_codec: ActionCodec, action_mask: bool = False) -> None:
+    def __init__(self, space: gym.spaces.Space, action_codec: ActionCodec, action_mask: bool = False,
+                 mask_as_input: bool = False) -> None:
+        if not isinstance(mask_as_input, (bool, np.bool_)):
+            raise TypeError(f"mask_as_input must be a bool, got {type(mask_as_input).__name__} {mask_as_input!r}")
         if not isinstance(space, (*LEAF_SPACES, gym.spaces.Dict, gym.spaces.Tuple)):
             raise TypeError(
                 f"observation_space must be gymnasium.spaces.Box, Discrete, MultiDiscrete, MultiBinary, or a Dict / "
@@ -139,6 +143,10 @@ class ObservationCodec:
         if self.mask_in_obs and action_mask:
             raise ValueError(f"the observation space already has an '{MASK_KEY}' entry; do not also pass action_mask=True")
         self.masked = self.mask_in_obs or action_mask
+        if mask_as_input and not self.masked:
+            raise ValueError(f"mask_as_input=True feeds the legal-action mask to the networks, but there is none: give "
+                             f"the observation space an '{MASK_KEY}' entry or build the agent with action_mask=True")
+        self.mask_as_input = bool(mask_as_input)
         self.flat = isinstance(space, gym.spaces.Box) and not self.masked
         dims, n = action_codec.action_dims, action_codec.num_actions
         self.mask_shape = (dims, n)
@@ -167,7 +175,8 @@ class ObservationCodec:
         self.inputs = tuple(leaves)
         mask = (Part(MASK_KEY, gym.spaces.MultiBinary(list(self.mask_shape)), self.mask_shape, np.dtype(bool)),)
         self.parts = self.inputs + (mask if self.masked else ())
-        self.network_space = gym.spaces.Dict({p.name: p.space for p in self.inputs})
+        fed = self.inputs + (mask if self.mask_as_input else ())
+        self.network_space = gym.spaces.Dict({p.name: p.space for p in fed})
 
     # ------------------------------------------------------------------ storage layout
     @property

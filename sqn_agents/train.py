@@ -67,6 +67,9 @@ class TrainArgs:
     """Run folder; default runs/<env id with '/' replaced by '-'>__<seed> (runs/ALE-Pong-v5__0)."""
     num_envs: int = 1
     """Sub-envs of the gymnasium SyncVectorEnv that collects experience."""
+    mask_as_input: bool = False
+    """Feed the legal-action mask of a Dict observation with an 'action_mask' entry to the networks as one more
+    input part (SQNAgent's mask_as_input; it masks acting and the targets either way; docs/new_games.md)."""
     eval_every: int = 2_500
     """Environment steps between greedy evaluations (0 disables them)."""
     eval_episodes: int = 10
@@ -382,7 +385,7 @@ def _differences_from_defaults(args: TrainArgs) -> frozenset[str]:
 
 
 # Fields a resumed run cannot change: they define the agent in the checkpoint, its envs and the folder.
-FIXED_ON_RESUME = ("env_id", "output_dir", "preset", "atari.", "config.")
+FIXED_ON_RESUME = ("env_id", "output_dir", "preset", "mask_as_input", "atari.", "config.")
 
 
 def resume_args(args: TrainArgs, explicit: Collection[str]) -> tuple[TrainArgs, dict[str, tuple[Any, Any]]]:
@@ -558,7 +561,8 @@ def _train(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     score_key = GAME_KEY if args.env_id.startswith("ALE/") else "episode"
     if args.resume is None:
         agent = SQNAgent(envs.single_observation_space, envs.single_action_space, args.config,
-                         device=args.device, seed=args.seed, autoreset_mode=envs.metadata["autoreset_mode"])
+                         device=args.device, seed=args.seed, autoreset_mode=envs.metadata["autoreset_mode"],
+                         mask_as_input=args.mask_as_input)
     else:  # the checkpoint must have been made for these envs' spaces
         agent = SQNAgent.load(run_dir / "checkpoint", device=args.device,
                               observation_space=envs.single_observation_space, action_space=envs.single_action_space)
@@ -712,7 +716,8 @@ def _train_distributed(args: TrainArgs, run_dir: Path) -> dict[str, Any]:
     eval_env = make_eval_env(args, run_dir)
     score_key = GAME_KEY if args.env_id.startswith("ALE/") else "episode"
     if args.resume is None:
-        agent = SQNAgent(obs_space, act_space, args.config, device=args.device, seed=args.seed)
+        agent = SQNAgent(obs_space, act_space, args.config, device=args.device, seed=args.seed,
+                         mask_as_input=args.mask_as_input)
         resumed: dict[str, Any] = {}
     else:
         agent = SQNAgent.load(run_dir / "checkpoint", device=args.device, observation_space=obs_space,
