@@ -3,6 +3,8 @@
     python benchmarks/sweep.py run --name acrobot --envs Acrobot-v1 --steps 50000 --seeds 0 1 \
         --grid n_step=1,3 target_entropy_ratio=0.1,0.3 --jobs 2
     python benchmarks/sweep.py report --name acrobot          # table of every finished run
+    python benchmarks/sweep.py plot --name acrobot --points n_step=1 n_step=3 --png acrobot.png \
+        --baseline "SB3 DQN=benchmarks/results/sample_efficiency/Acrobot-v1__sb3__seed*.json"
     python benchmarks/sweep.py --quick                          # < 1 minute smoke run (temporary folder)
 
 Each run is one ``python -m sqn_agents`` subprocess (one torch thread) with ``--config.<field> <value>``
@@ -107,9 +109,46 @@ def report(out: Path) -> list[dict[str, Any]]:
     return table
 
 
+def plot(out: Path, points: list[str], baselines: list[str], png: Path) -> None:
+    """Mean greedy-evaluation curve (band: min to max over seeds) of each grid point, and of baseline runs:
+    ``label=glob`` of JSON files holding ``evals`` as [[step, mean, std], ...] (sweep or sample_efficiency files)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    curves: dict[str, list[list[list[float]]]] = {}
+    for r in (json.loads(f.read_text()) for f in sorted(out.glob("*__seed*.json"))):
+        tag = point_tag(r["point"])
+        if not points or tag in points:
+            curves.setdefault(f"SQN {tag}", []).append(r["evals"])
+    for item in baselines:
+        label, _, pattern = item.partition("=")
+        files = sorted(ROOT.glob(pattern))
+        if not files:
+            raise SystemExit(f"--baseline {item!r}: no file matches {pattern}")
+        curves[label] = [json.loads(f.read_text())["evals"] for f in files]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, runs in curves.items():
+        steps = [e[0] for e in runs[0]]
+        if any([e[0] for e in run] != steps for run in runs):
+            raise SystemExit(f"{label}: the seeds were evaluated at different steps")
+        means = np.array([[e[1] for e in run] for run in runs])
+        ax.plot(steps, means.mean(0), label=f"{label} ({len(runs)} seeds)")
+        ax.fill_between(steps, means.min(0), means.max(0), alpha=0.15)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("greedy evaluation mean")
+    ax.set_title(out.name)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("part", nargs="?", default="report", choices=("run", "report"))
+    p.add_argument("part", nargs="?", default="report", choices=("run", "report", "plot"))
     p.add_argument("--name", default="default")
     p.add_argument("--envs", nargs="+", default=["CartPole-v1"])
     p.add_argument("--steps", type=int, default=50_000)
@@ -120,6 +159,9 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=10)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--points", nargs="*", default=[], help="plot: the grid points to draw (default: all)")
+    p.add_argument("--baseline", nargs="*", default=[], help="plot: 'label=glob' of baseline JSON files")
+    p.add_argument("--png", help="plot: the image to write")
     a = p.parse_args()
     out, raw = SWEEPS / a.name, RAW / a.name
     if a.quick:
@@ -127,6 +169,11 @@ def main() -> None:
         out, raw = tmp / "results", tmp / "raw"
         a.part, a.envs, a.steps, a.seeds, a.grid = "run", ["CartPole-v1"], 1_500, [0], ["n_step=1,3"]
         a.extra, a.eval_every, a.eval_episodes = "--config.learning-starts 500", 750, 2
+    if a.part == "plot":
+        if not a.png:
+            raise SystemExit("plot needs --png")
+        plot(out, a.points, a.baseline, Path(a.png))
+        return
     if a.part == "run":
         jobs = [(env, point, seed) for seed in a.seeds for env in a.envs for point in grid_points(a.grid)]
         with ThreadPoolExecutor(max_workers=a.jobs) as pool:
