@@ -64,6 +64,11 @@ class SQNConfig:
     replay: Literal["auto", "uniform", "frame_stack"] = "auto"
     """Replay layout: 'frame_stack' stores each frame of overlapping uint8 frame stacks once;
     'auto' picks it for channels-first uint8 image stacks and 'uniform' otherwise."""
+    replay_on_device: bool = False
+    """Keep the replay's observations (uint8 frames stay uint8) in tensors on the learner's device and sample
+    there, so that frames never cross the bus when sampling; the sampler, the n-step links and the per-row
+    scalars stay on the host, and the batches are the same as with host storage. On CUDA the storage must fit
+    in the free GPU memory (checked at construction: a ValueError names the sizes). Checkpoints stay numpy."""
     n_step: int = 3
     """Steps of real reward before bootstrapping (>= 1): y = sum_{k<n} gamma^k r_{t+k} + gamma^n V'(s_{t+n}),
     cut at the end of an episode. Entropy enters only through V' unless soft_n_step (README, "Beyond the design
@@ -121,7 +126,7 @@ class SQNConfig:
         _check_choice("precision", self.precision, PRECISIONS)
         _check_range("munchausen_scale", self.munchausen_scale, 0.0, math.inf, low_open=False, high_open=True)
         _check_range("munchausen_clip", self.munchausen_clip, -math.inf, 0.0, low_open=True, high_open=True)
-        for name in ("autotune_alpha", "shared_alpha", "soft_n_step"):
+        for name in ("autotune_alpha", "shared_alpha", "soft_n_step", "replay_on_device"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
 

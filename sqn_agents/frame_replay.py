@@ -62,6 +62,15 @@ other parts continue it too (its ``obs`` parts equal the previous ``next_obs`` p
 and hence n-step returns, are exactly those of ``ReplayBuffer``; frames are shared by pixels
 alone. ``learner.make_replay`` picks this buffer when exactly one part is a frame stack.
 
+Device storage
+--------------
+With ``device`` (``SQNConfig.replay_on_device``) the frame ring is a torch tensor there and stacks
+are gathered there, as ``ReplayBuffer`` does with its observations; everything else (ids, keys,
+links, the per-row scalars and other parts, each a few numbers per row) stays in numpy, and a
+sampled batch's host arrays go to the device with it. Deciding whether a stream's new ``obs``
+reuses its remembered stack compares it with a host copy of that stack (``stream_pixels``),
+never with the ring.
+
 If observations do not overlap (e.g. RGB images mistaken for stacks), each transition needs up
 to ``2K`` frames, the frame ring rather than ``capacity`` limits ``len()``, and a
 ``FrameStackCapacityWarning`` says so; use ``ReplayBuffer`` for such observations.
@@ -74,20 +83,28 @@ import warnings
 from collections.abc import Mapping
 
 import numpy as np
+import torch
 
 from sqn_agents.layout import observation_layout
 from sqn_agents.replay import (
     Batch,
     ObsArrays,
+    allocate,
     allocate_obs,
+    check_fits,
     check_links,
     mid_discounts,
     n_step_chain,
     n_step_returns,
     obs_state,
+    on_device,
+    put,
     put_obs,
     rows_equal,
+    take,
     take_obs,
+    to_device,
+    to_host,
 )
 
 # Rows handled per vectorised step of ``add``: bounds the temporaries of the pixel comparisons
@@ -124,7 +141,7 @@ class FrameStackReplayBuffer:
     Same interface as ``ReplayBuffer``; ``stack_axis`` is the axis of an observation along
     which frames are stacked (0 for channels-first ``(4, 84, 84)``). For observations of several
     parts (``obs_shape`` a mapping), ``frame_part`` names the frame-stack part; the others are
-    stored per row (see the module docstring).
+    stored per row (see the module docstring). ``device``: as ``ReplayBuffer``'s, for the frame ring.
 
     >>> import numpy as np
     >>> rb = FrameStackReplayBuffer(capacity=4, obs_shape=(2, 3, 3), obs_dtype=np.uint8, seed=0)
@@ -147,6 +164,7 @@ class FrameStackReplayBuffer:
         seed: int | None = None,
         stack_axis: int = 0,
         frame_part: str | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity}")
@@ -185,7 +203,9 @@ class FrameStackReplayBuffer:
 
         self.num_frames = self.capacity + max(self.capacity // 32, 4 * k)
         self.reuse_window = self.num_frames // 2
-        self.frames = np.zeros((self.num_frames, *self.frame_shape), dtype=self.frame_dtype)
+        self.device = None if device is None else torch.device(device)
+        check_fits(self.num_frames * int(np.prod(self.frame_shape)) * self.frame_dtype.itemsize, self.device)
+        self.frames = allocate((self.num_frames, *self.frame_shape), self.frame_dtype, self.device)
         self.obs_frames = np.zeros((self.capacity, k), dtype=np.int64)  # global frame ids
         self.next_frames = np.zeros((self.capacity, k), dtype=np.int64)
         self.keys = np.zeros(self.capacity, dtype=np.int64)  # eviction keys, see the module docstring
@@ -201,6 +221,7 @@ class FrameStackReplayBuffer:
         self.stream_ids = np.zeros(0, dtype=np.int64)
         self.stream_frames = np.zeros((0, k), dtype=np.int64)
         self.stream_rows = np.zeros(0, dtype=np.int64)  # logical index of that last row (-1: unknown)
+        self.stream_pixels = np.zeros((0, k, *self.frame_shape), dtype=self.frame_dtype)  # those frames, on the host
         self.rng = np.random.default_rng(seed)
         self._warned = False
 
@@ -213,7 +234,7 @@ class FrameStackReplayBuffer:
         arrays = (
             self.frames, self.obs_frames, self.next_frames, self.keys, self.actions, self.rewards,
             self.terminated, self.truncated, self.succ, self.stream_ids, self.stream_frames, self.stream_rows,
-            *self.extra_obs.values(), *self.extra_next.values(),
+            *self.extra_obs.values(), *self.extra_next.values(), self.stream_pixels,
         )
         return sum(a.nbytes for a in arrays)
 
@@ -259,13 +280,13 @@ class FrameStackReplayBuffer:
     def _split(self, obs: ObsArrays, n: int, name: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """``n`` observations as (frame stacks, the other parts), their shapes checked."""
         if self.frame_part is None:
-            parts, stacks, label = {}, np.asarray(obs), name
+            parts, stacks, label = {}, np.asarray(obs, dtype=self.frame_dtype), name
         else:
             if not isinstance(obs, Mapping) or set(obs) != set(self.obs_shape):
                 got = sorted(obs) if isinstance(obs, Mapping) else type(obs).__name__
                 raise ValueError(f"{name} must be a dict of the parts {list(self.obs_shape)}, got {got}")
             parts = {k: np.asarray(obs[k]) for k in self.extra_shape}
-            stacks, label = np.asarray(obs[self.frame_part]), f"{name}[{self.frame_part!r}]"
+            stacks, label = np.asarray(obs[self.frame_part], dtype=self.frame_dtype), f"{name}[{self.frame_part!r}]"
             for k, arr in parts.items():
                 if arr.shape != (n, *self.extra_shape[k]):
                     raise ValueError(f"{name}[{k!r}] has shape {arr.shape}, expected {(n, *self.extra_shape[k])}")
@@ -324,7 +345,7 @@ class FrameStackReplayBuffer:
         fresh_enough = remembered.min(axis=1) >= self.frames_written - self.reuse_window
         heads = heads[known][fresh_enough]
         remembered, remembered_rows = remembered[fresh_enough], remembered_rows[fresh_enough]
-        same = _same(obs_f[heads], self.frames[remembered % num_frames], 1)
+        same = _same(obs_f[heads], self.stream_pixels[at[known]][fresh_enough], 1)  # = frames[remembered % num_frames]
         heads, remembered, remembered_rows = heads[same], remembered[same], remembered_rows[same]
         link[heads] = True
         # Is next_obs obs shifted by one frame plus a new one?
@@ -381,7 +402,7 @@ class FrameStackReplayBuffer:
             piece_ids = ids[taken : taken + len(pos)]
             taken += len(pos)
             live = piece_ids >= oldest
-            self.frames[piece_ids[live] % num_frames] = source[rows[live], cols[live]]
+            put(self.frames, piece_ids[live] % num_frames, source[rows[live], cols[live]])
         self.frames_written = written
 
         # Write the transitions in the caller's row order (the ring stays first in, first out),
@@ -423,10 +444,11 @@ class FrameStackReplayBuffer:
         stream_ids = np.concatenate([self.stream_ids[keep], env_ids[going]])
         stream_frames = np.concatenate([self.stream_frames[keep], next_ids[going]])
         stream_rows = np.concatenate([self.stream_rows[keep], logical[going]])
+        stream_pixels = np.concatenate([self.stream_pixels[keep], next_f[going]])
         by_id = np.argsort(stream_ids)
-        stream_ids, stream_frames, stream_rows = stream_ids[by_id], stream_frames[by_id], stream_rows[by_id]
-        fresh = stream_frames.min(axis=1) >= self.frames_written - self.reuse_window
+        fresh = by_id[stream_frames[by_id].min(axis=1) >= self.frames_written - self.reuse_window]
         self.stream_ids, self.stream_frames, self.stream_rows = stream_ids[fresh], stream_frames[fresh], stream_rows[fresh]
+        self.stream_pixels = stream_pixels[fresh]
 
     def _key_at(self, logical: int) -> int:
         return int(self.keys[logical % self.capacity])
@@ -462,13 +484,13 @@ class FrameStackReplayBuffer:
         first = self.tail + self.rng.integers(0, len(self), size=batch_size)
         slots = first % self.capacity
         if n_step == 1:
-            return Batch(
+            return on_device(Batch(
                 obs=self._observations(self.obs_frames, self.extra_obs, slots),
                 actions=self.actions[slots],
                 rewards=self.rewards[slots],
                 next_obs=self._observations(self.next_frames, self.extra_next, slots),
                 terminated=self.terminated[slots],
-            )
+            ), self.device)
         last, returns, discounts = n_step_returns(self.succ, self.rewards, first, n_step, gamma)
         end = last % self.capacity
         mid = {}
@@ -476,7 +498,7 @@ class FrameStackReplayBuffer:
             chain, steps = n_step_chain(self.succ, first, n_step)
             mid = {"mid_obs": self._observations(self.next_frames, self.extra_next, chain[:, :-1] % self.capacity),
                    "mid_discounts": mid_discounts(steps, n_step, gamma)}
-        return Batch(
+        return on_device(Batch(
             obs=self._observations(self.obs_frames, self.extra_obs, slots),
             actions=self.actions[slots],
             rewards=returns,
@@ -484,22 +506,28 @@ class FrameStackReplayBuffer:
             terminated=self.terminated[end],
             discounts=discounts,
             **mid,
-        )
+        ), self.device)
 
     def _observations(self, frame_ids: np.ndarray, extra: dict[str, np.ndarray], slots: np.ndarray) -> ObsArrays:
         """The observations of rows ``slots`` (any shape): stacks rebuilt from the rows' frame ids
-        (``obs_frames`` or ``next_frames``), with the rows' other parts (``extra``) when there are parts."""
+        (``obs_frames`` or ``next_frames``), with the rows' other parts (``extra``) when there are parts.
+        With the ring on a device, all of it is there (the other parts, a few numbers per row, copied)."""
         ids = frame_ids[slots]  # (*slots.shape, K)
         stacks = self._stacks(ids.reshape(-1, self.stack_size)).reshape(*slots.shape, *self.stack_shape)
         if self.frame_part is None:
             return stacks
-        return {k: stacks if k == self.frame_part else extra[k][slots] for k in self.obs_shape}
+        parts = take_obs(extra, slots)
+        if self.device is not None:
+            parts = {k: to_device(v, self.device) for k, v in parts.items()}
+        return {k: stacks if k == self.frame_part else parts[k] for k in self.obs_shape}
 
-    def _stacks(self, frame_ids: np.ndarray) -> np.ndarray:
-        """Observations ``(B, *obs_shape)`` rebuilt from ``(B, K)`` global frame ids."""
-        stacks = self.frames[frame_ids % self.num_frames]  # (B, K, *frame_shape)
+    def _stacks(self, frame_ids: np.ndarray) -> np.ndarray | torch.Tensor:
+        """Observations ``(B, *obs_shape)`` rebuilt from ``(B, K)`` global frame ids (on the ring's device)."""
+        stacks = take(self.frames, frame_ids % self.num_frames)  # (B, K, *frame_shape)
         if self.stack_axis == 0:
             return stacks
+        if isinstance(stacks, torch.Tensor):
+            return stacks.movedim(1, 1 + self.stack_axis).contiguous()
         return np.ascontiguousarray(np.moveaxis(stacks, 1, 1 + self.stack_axis))
 
     # --- checkpointing: plain arrays, no pickle ----------------------------------------------
@@ -509,7 +537,7 @@ class FrameStackReplayBuffer:
         frame_ids = np.arange(max(0, self.frames_written - self.num_frames), self.frames_written)
         slots = np.arange(self.tail, self.added) % self.capacity
         return {
-            "frames": self.frames[frame_ids % self.num_frames],
+            "frames": to_host(take(self.frames, frame_ids % self.num_frames)),
             "obs_frames": self.obs_frames[slots],
             "next_frames": self.next_frames[slots],
             "keys": self.keys[slots],
@@ -591,7 +619,7 @@ class FrameStackReplayBuffer:
             if not ((arr[name] == 0) | (arr[name] == 1)).all():
                 raise ValueError(f"replay state '{name}' holds values other than 0 and 1")
 
-        self.frames[np.arange(lowest, written) % self.num_frames] = arr["frames"]
+        put(self.frames, np.arange(lowest, written) % self.num_frames, arr["frames"])
         slots = np.arange(added - n, added) % self.capacity
         self.obs_frames[slots], self.next_frames[slots], self.keys[slots] = arr["obs_frames"], arr["next_frames"], keys
         self.actions[slots], self.rewards[slots] = arr["actions"], arr["rewards"]
@@ -601,6 +629,7 @@ class FrameStackReplayBuffer:
         self.frames_written, self.added, self.tail = written, added, added - n
         self.stream_ids = arr["stream_ids"].astype(np.int64)
         self.stream_frames = arr["stream_frames"].astype(np.int64)
+        self.stream_pixels = arr["frames"][self.stream_frames - lowest]  # the saved frames are ids lowest .. written - 1
         self.succ[:] = -1
         self.succ[slots] = succ
         self.stream_rows = stream_rows.astype(np.int64)

@@ -40,15 +40,17 @@ from sqn_agents.spaces import ActionCodec
 
 
 def make_replay(config: SQNConfig, observation_space: gym.spaces.Space, action_dims: int, seed: int | None,
-                obs_codec: ObservationCodec | None = None) -> Replay:
+                obs_codec: ObservationCodec | None = None, device: torch.device | None = None) -> Replay:
     """The buffer ``config.replay`` asks for: ``"auto"`` picks the frame-deduplicated one for frame stacks.
 
     Observations of several parts (``obs_codec`` not flat) are stored as named arrays; when exactly one
     part is a frame stack, ``"auto"`` and ``"frame_stack"`` deduplicate its frames and store the other
     parts per row. With several frame-stack parts none is deduplicated (``"auto"`` stores them whole, and
-    ``"frame_stack"`` is refused): which one to favour would be a guess.
+    ``"frame_stack"`` is refused): which one to favour would be a guess. With ``config.replay_on_device``
+    the observations are stored on ``device`` (the learner's; None: the CPU).
     """
     space, kind = observation_space, config.replay
+    device = (device or torch.device("cpu")) if config.replay_on_device else None
     if obs_codec is not None and not obs_codec.flat:
         stacks = frame_stack_parts(obs_codec)
         if kind == "frame_stack" and len(stacks) != 1:
@@ -60,8 +62,9 @@ def make_replay(config: SQNConfig, observation_space: gym.spaces.Space, action_d
             from sqn_agents.frame_replay import FrameStackReplayBuffer  # only image agents pay for the import
 
             return FrameStackReplayBuffer(config.buffer_size, obs_codec.storage_shape, obs_codec.storage_dtype,
-                                          action_dims, seed=seed, frame_part=stacks[0])
-        return ReplayBuffer(config.buffer_size, obs_codec.storage_shape, obs_codec.storage_dtype, action_dims, seed=seed)
+                                          action_dims, seed=seed, frame_part=stacks[0], device=device)
+        return ReplayBuffer(config.buffer_size, obs_codec.storage_shape, obs_codec.storage_dtype, action_dims, seed=seed,
+                            device=device)
     frame_stack = observation_layout(space.shape, space.dtype).frame_stack
     if kind == "frame_stack" and not frame_stack:
         raise ValueError(
@@ -71,8 +74,8 @@ def make_replay(config: SQNConfig, observation_space: gym.spaces.Space, action_d
     if kind == "frame_stack" or (kind == "auto" and frame_stack):
         from sqn_agents.frame_replay import FrameStackReplayBuffer  # only image agents pay for the import
 
-        return FrameStackReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed)
-    return ReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed)
+        return FrameStackReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed, device=device)
+    return ReplayBuffer(config.buffer_size, space.shape, space.dtype, action_dims, seed=seed, device=device)
 
 
 def frame_stack_parts(obs_codec: ObservationCodec) -> list[str]:
@@ -202,13 +205,13 @@ class Learner:
         self.augment_generator = torch.Generator(device=self.device)
         self.augment_generator.manual_seed((seed if seed is not None else int(np.random.SeedSequence().entropy % 2**62)) + 1)
 
-        self.replay = make_replay(cfg, self.observation_space, dims, seed, self.obs_codec)
+        self.replay = make_replay(cfg, self.observation_space, dims, seed, self.obs_codec, self.device)
         self.counters = LearnerCounters()
         # Steps skipped for a non-finite loss, counted on the device so that no step waits to read its loss;
         # skipped_updates reads it (and warns about new skips), and so does the first read of a step's metrics.
         self._skipped = torch.zeros((), dtype=torch.int64, device=self.device)
         self._skipped_reported = 0
-        self._staging = PinnedStaging(self.device) if self.device.type == "cuda" else None
+        self._staging = PinnedStaging(self.device) if self.device.type == "cuda" and not cfg.replay_on_device else None
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -282,6 +285,8 @@ class Learner:
             batch = self.replay.sample(cfg.batch_size)
         else:
             batch = self.replay.sample(cfg.batch_size, n_step=cfg.n_step, gamma=cfg.gamma, intermediate=cfg.soft_n_step)
+        if cfg.replay_on_device:  # sampled on the device already
+            return tuple(batch)
         if self._staging is not None:  # CUDA: through reusable page-locked buffers, asynchronously
             return self._staging.to_device(batch)
         # no copy on the CPU

@@ -19,44 +19,133 @@ next to the observation) are stored as named arrays, one per part, each in its o
 ``obs_shape`` and ``obs_dtype`` as mappings from part name to shape and dtype, and ``obs`` and
 ``next_obs`` as dicts of arrays. A checkpoint holds them as ``obs.<name>`` / ``next_obs.<name>``.
 
+With ``device`` (``SQNConfig.replay_on_device``) the observations live in torch tensors on that
+device, so a sampled batch is gathered there and the frames never cross the bus when sampling:
+only index arrays and the batch's per-row scalars go host -> device, and each added row once.
+What the bookkeeping reads stays on the host (rewards, ends, links, and each stream's last
+``next_obs`` for linking), so ``add`` and ``sample`` never wait for the device and draw and link
+exactly as with host storage.
+
 Why not a library buffer: gymnasium has none, and torch's data utilities are built for
 datasets, not for a ring that is written one transition at a time and sampled in batches.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
-ObsArrays = np.ndarray | dict[str, np.ndarray]
+Storage = np.ndarray | torch.Tensor
+"""One stored array: numpy in host memory, or a torch tensor on the replay's device."""
+ObsArrays = Storage | dict[str, Storage]
 """One array of observations, or one array per named part (axis 0 is the batch in either case)."""
+Index = np.ndarray | slice | int
+
+
+# --- storage: numpy arrays, or torch tensors on a device (the same calls for both) -----------
+def check_fits(nbytes: int, device: torch.device | None) -> None:
+    """Refuse, before allocating, replay storage of ``nbytes`` that a CUDA device has no free memory for."""
+    if device is None or device.type != "cuda":
+        return  # host memory, or a CPU "device": nothing to check
+    free, total = torch.cuda.mem_get_info(device)
+    if nbytes > free:
+        raise ValueError(
+            f"replay_on_device: the replay's storage needs {nbytes / 2**30:.2f} GiB on {device}, which has "
+            f"{free / 2**30:.2f} GiB free of {total / 2**30:.2f} GiB; use replay_on_device=False (host memory) "
+            f"or a smaller buffer_size"
+        )
+
+
+def allocate(shape: tuple[int, ...], dtype: np.dtype | type, device: torch.device | None) -> Storage:
+    """A zeroed array: numpy when ``device`` is None, else a tensor of the same dtype on ``device``."""
+    dtype = np.dtype(dtype)
+    if device is None:
+        return np.zeros(shape, dtype=dtype)
+    try:
+        torch_dtype = torch.from_numpy(np.zeros(0, dtype)).dtype
+    except TypeError:
+        raise TypeError(f"replay_on_device cannot store dtype {dtype} in a torch tensor; "
+                        f"use replay_on_device=False") from None
+    return torch.zeros(shape, dtype=torch_dtype, device=device)
+
+
+def device_index(idx: Index, store: Storage) -> Index | torch.Tensor:
+    """``idx`` as ``store`` takes it: an index array goes to a tensor's device (a small copy, no sync)."""
+    if isinstance(store, torch.Tensor) and isinstance(idx, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64)).to(store.device, non_blocking=True)
+    return idx
+
+
+def to_device(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array as a tensor on ``device`` (on the CPU: no copy)."""
+    return torch.from_numpy(np.ascontiguousarray(x)).to(device, non_blocking=True)
+
+
+def put(store: Storage, idx: Index, values: np.ndarray) -> None:
+    """``store[idx] = values``; into a tensor, the host values go to its device once."""
+    if isinstance(store, torch.Tensor):
+        store[device_index(idx, store)] = to_device(np.asarray(values), store.device).to(store.dtype)
+    else:
+        store[idx] = values
+
+
+def to_host(x: Storage) -> np.ndarray:
+    """The array in host memory (a tensor is copied off its device; checkpoints stay numpy)."""
+    return x.cpu().numpy() if isinstance(x, torch.Tensor) else x
 
 
 # --- observations that are one array or a dict of named arrays --------------------------
 def allocate_obs(capacity: int, shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
-                 dtype: np.dtype | type | Mapping[str, np.dtype | type]) -> ObsArrays:
+                 dtype: np.dtype | type | Mapping[str, np.dtype | type],
+                 device: torch.device | None = None) -> ObsArrays:
     """Zeroed storage for ``capacity`` observations: one array, or one per part of a mapping."""
     if isinstance(shape, Mapping):
         if not isinstance(dtype, Mapping) or set(dtype) != set(shape):
             raise ValueError(f"obs_dtype must map the same part names as obs_shape {sorted(shape)}, got {dtype!r}")
-        return {k: np.zeros((capacity, *tuple(shape[k])), dtype=np.dtype(dtype[k])) for k in shape}
-    return np.zeros((capacity, *tuple(shape)), dtype=np.dtype(dtype))
+        return {k: allocate((capacity, *tuple(shape[k])), dtype[k], device) for k in shape}
+    return allocate((capacity, *tuple(shape)), dtype, device)
 
 
-def take_obs(obs: ObsArrays, idx: np.ndarray | slice) -> ObsArrays:
-    """Rows ``idx`` of every part."""
-    return {k: v[idx] for k, v in obs.items()} if isinstance(obs, dict) else obs[idx]
+def obs_nbytes(capacity: int, shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
+               dtype: np.dtype | type | Mapping[str, np.dtype | type]) -> int:
+    """Bytes that ``allocate_obs`` would take for ``capacity`` observations."""
+    if isinstance(shape, Mapping):
+        return sum(obs_nbytes(capacity, shape[k], dtype[k]) for k in shape)
+    return capacity * math.prod(shape) * np.dtype(dtype).itemsize
 
 
-def put_obs(store: ObsArrays, idx: np.ndarray | slice, values: ObsArrays) -> None:
+def cast_obs(values: ObsArrays, dtype: np.dtype | Mapping[str, np.dtype]) -> ObsArrays:
+    """Host observations in the storage's dtype (no copy when they have it), so that comparing them
+    with stored ones compares what is stored."""
+    if isinstance(dtype, Mapping):
+        return {k: np.asarray(values[k], dtype=dtype[k]) for k in dtype}
+    return np.asarray(values, dtype=dtype)
+
+
+def take_obs(obs: ObsArrays, idx: Index) -> ObsArrays:
+    """Rows ``idx`` of every part (of tensors: gathered on their device)."""
+    if isinstance(obs, dict):
+        idx = device_index(idx, next(iter(obs.values())))  # one copy of the index for all the parts
+        return {k: v[idx] for k, v in obs.items()}
+    return obs[device_index(idx, obs)]
+
+
+def put_obs(store: ObsArrays, idx: Index, values: ObsArrays) -> None:
     """Write ``values`` into rows ``idx`` of every part."""
     if isinstance(store, dict):
         for k, v in store.items():
-            v[idx] = values[k]
+            put(v, idx, values[k])
     else:
-        store[idx] = values
+        put(store, idx, values)
+
+
+def concat_obs(a: ObsArrays, b: ObsArrays) -> ObsArrays:
+    """Host observations ``a`` then ``b`` along axis 0, part by part."""
+    return {k: np.concatenate([a[k], b[k]]) for k in a} if isinstance(a, dict) else np.concatenate([a, b])
 
 
 def rows_equal(a: ObsArrays, b: ObsArrays) -> np.ndarray:
@@ -73,13 +162,14 @@ def row_equal(a: ObsArrays, i: int, b: ObsArrays, j: int) -> bool:
     return bool((a[i] == b[j]).all())
 
 
-def obs_state(prefix: str, obs: ObsArrays) -> dict[str, np.ndarray]:
+def obs_state(prefix: str, obs: ObsArrays) -> dict[str, Storage]:
     """Checkpoint arrays: ``{prefix: array}``, or ``{prefix.name: array}`` per part."""
     return {f"{prefix}.{k}": v for k, v in obs.items()} if isinstance(obs, dict) else {prefix: obs}
 
 
 class Batch(NamedTuple):
-    """A sampled mini-batch, as numpy arrays with a leading batch axis ``B``."""
+    """A sampled mini-batch, as numpy arrays with a leading batch axis ``B`` (all torch tensors on
+    the replay's device when its storage is there: ``on_device``)."""
 
     obs: ObsArrays  # (B, *obs_shape), the observation space's dtype (a dict of such arrays for several parts)
     actions: np.ndarray  # (B, D) int64, zero-based action indices per action dimension
@@ -91,6 +181,13 @@ class Batch(NamedTuple):
     # each, 0 where the return ended before reaching it
     mid_obs: ObsArrays | None = None  # (B, n - 1, *obs_shape), with the masks of those states
     mid_discounts: np.ndarray | None = None  # (B, n - 1) float32
+
+
+def on_device(batch: Batch, device: torch.device | None) -> Batch:
+    """The batch with its host arrays (the per-row scalars) moved to ``device``; None: unchanged."""
+    if device is None:
+        return batch
+    return Batch(*(x if x is None or isinstance(x, (dict, torch.Tensor)) else to_device(x, device) for x in batch))
 
 
 def n_step_chain(succ: np.ndarray, first: np.ndarray, n_step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,39 +247,51 @@ def check_links(links: np.ndarray, own: np.ndarray, added: int, name: str) -> No
 
 
 class StreamTails:
-    """Per stream (vector sub-env id), the logical index of its last stored row that did not end an episode.
+    """Per stream (vector sub-env id), the logical index of its last stored row that did not end an episode,
+    and that row's ``next_obs``.
 
-    A dense array indexed by stream id (sub-env ids are small non-negative integers), so that
-    looking streams up and updating them are single fancy-indexing operations in ``add``.
+    Dense arrays indexed by stream id (sub-env ids are small non-negative integers), so that
+    looking streams up and updating them are single fancy-indexing operations in ``add``. The
+    ``next_obs`` copies are in host memory whatever the replay's storage: deciding a link compares
+    them with the new row's ``obs`` without reading the storage (which may be on a device).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, obs_shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
+                 obs_dtype: np.dtype | Mapping[str, np.dtype]) -> None:
+        self.obs_shape, self.obs_dtype = obs_shape, obs_dtype
         self.rows = np.zeros(0, np.int64)  # -1: no open row
+        self.next_obs = allocate_obs(0, obs_shape, obs_dtype)  # meaningful where rows >= 0
 
     def grow(self, top: int) -> np.ndarray:
         """Make room for stream ids below ``top``; returns the table."""
         if top > len(self.rows):
-            self.rows = np.concatenate([self.rows, np.full(top - len(self.rows), -1, np.int64)])
+            more = top - len(self.rows)
+            self.rows = np.concatenate([self.rows, np.full(more, -1, np.int64)])
+            self.next_obs = concat_obs(self.next_obs, allocate_obs(more, self.obs_shape, self.obs_dtype))
         return self.rows
 
     def lookup(self, env_ids: np.ndarray) -> np.ndarray:
         """The remembered row of each stream in ``env_ids``, -1 where none (grows the table as needed)."""
         return self.grow(int(env_ids.max()) + 1)[env_ids]
 
-    def update(self, env_ids: np.ndarray, rows: np.ndarray, done: np.ndarray) -> None:
-        """Remember ``rows`` (logical, one per stream, streams already looked up), or forget where ``done``."""
+    def update(self, env_ids: np.ndarray, rows: np.ndarray, done: np.ndarray, next_obs: ObsArrays) -> None:
+        """Remember ``rows`` (logical, one per stream, streams already looked up) and their ``next_obs``,
+        or forget where ``done``."""
         self.rows[env_ids] = np.where(done, -1, rows)
+        put_obs(self.next_obs, env_ids, next_obs)
 
     def state_dict(self) -> dict[str, np.ndarray]:
         ids = np.flatnonzero(self.rows >= 0)
         return {"stream_ids": ids.astype(np.int64), "stream_rows": self.rows[ids]}
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore the rows; the caller fills in their ``next_obs`` (``next_obs[ids]``) from its saved rows."""
         ids = np.asarray(state["stream_ids"], np.int64).reshape(-1)
         rows = np.asarray(state["stream_rows"], np.int64).reshape(-1)
         if ids.shape != rows.shape or (np.diff(ids) <= 0).any() or (ids < 0).any():
             raise ValueError("replay state 'stream_ids'/'stream_rows' must be equally long, with sorted unique ids >= 0")
-        self.rows = np.full(int(ids.max()) + 1 if len(ids) else 0, -1, np.int64)
+        self.rows, self.next_obs = np.zeros(0, np.int64), allocate_obs(0, self.obs_shape, self.obs_dtype)
+        self.grow(int(ids.max()) + 1 if len(ids) else 0)
         self.rows[ids] = rows
 
 
@@ -229,6 +338,8 @@ class ReplayBuffer:
 
     ``add`` takes a batch of transitions (axis 0 is the batch, e.g. one row per vector-env
     sub-environment); the oldest transitions are overwritten once ``capacity`` is reached.
+    ``device``: keep ``obs`` and ``next_obs`` in tensors there and sample batches of tensors
+    there (see the module docstring); None keeps everything in numpy arrays.
 
     >>> import numpy as np
     >>> rb = ReplayBuffer(capacity=4, obs_shape=(2,), obs_dtype=np.float32, action_dims=1, seed=0)
@@ -248,6 +359,7 @@ class ReplayBuffer:
         obs_dtype: np.dtype | type | Mapping[str, np.dtype | type],
         action_dims: int = 1,
         seed: int | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         if capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity}")
@@ -257,8 +369,11 @@ class ReplayBuffer:
             self.obs_dtype = {k: np.dtype(obs_dtype[k]) for k in obs_shape} if isinstance(obs_dtype, Mapping) else obs_dtype
         else:
             self.obs_shape, self.obs_dtype = tuple(obs_shape), np.dtype(obs_dtype)
-        self.obs = allocate_obs(self.capacity, self.obs_shape, self.obs_dtype)
-        self.next_obs = allocate_obs(self.capacity, self.obs_shape, self.obs_dtype)
+        self.device = None if device is None else torch.device(device)
+        tails = StreamTails(self.obs_shape, self.obs_dtype)  # (also checks that obs_dtype names obs_shape's parts)
+        check_fits(2 * obs_nbytes(self.capacity, self.obs_shape, self.obs_dtype), self.device)
+        self.obs = allocate_obs(self.capacity, self.obs_shape, self.obs_dtype, self.device)
+        self.next_obs = allocate_obs(self.capacity, self.obs_shape, self.obs_dtype, self.device)
         self.actions = np.zeros((self.capacity, action_dims), dtype=np.int64)
         self.rewards = np.zeros(self.capacity, dtype=np.float32)
         self.terminated = np.zeros(self.capacity, dtype=np.float32)
@@ -267,7 +382,7 @@ class ReplayBuffer:
         self.pos = 0  # next slot to write
         self.size = 0  # number of valid transitions
         self.added = 0  # transitions ever written: the next logical index (slot = logical % capacity)
-        self.tails = StreamTails()
+        self.tails = tails
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -299,6 +414,7 @@ class ReplayBuffer:
         if n == 0:
             return
         env_ids = np.zeros(n, np.int64) if env_ids is None else np.asarray(env_ids, dtype=np.int64).reshape(n)
+        obs, next_obs = cast_obs(obs, self.obs_dtype), cast_obs(next_obs, self.obs_dtype)
         if n > self.capacity:  # only the newest `capacity` rows could survive anyway
             keep = slice(n - self.capacity, n)
             obs, actions, rewards, next_obs = take_obs(obs, keep), actions[keep], rewards[keep], take_obs(next_obs, keep)
@@ -319,41 +435,48 @@ class ReplayBuffer:
         self.added += n
         self.pos = int(self.added % self.capacity)
         self.size = min(self.size + n, self.capacity)
-        self._link(logical, env_ids)
+        self._link(logical, env_ids, obs, next_obs)
 
-    def _link(self, logical: np.ndarray, env_ids: np.ndarray) -> None:
+    def _link(self, logical: np.ndarray, env_ids: np.ndarray, obs: ObsArrays, next_obs: ObsArrays) -> None:
         """Point each stream's previous row at its new row where the new ``obs`` continues it.
 
         The previous row of a stream is the one remembered from an earlier ``add``, or, when a
         stream has several rows in this call, its row just before (found by a stable sort, done
-        only then: one row per sub-env is the common case).
+        only then: one row per sub-env is the common case). ``obs``/``next_obs`` are this call's
+        (host) rows; the previous rows' ``next_obs`` come from them or from ``tails``, never from the storage.
         """
         if len(env_ids) == 1:  # one env's step: the same decisions on Python scalars (numpy's per-call cost dominates)
-            self._link_one(int(logical[0]), int(env_ids[0]))
+            self._link_one(int(logical[0]), int(env_ids[0]), obs, next_obs)
             return
         if (env_ids < 0).any():
             raise ValueError(f"env_ids must be non-negative stream ids, got {env_ids}")
         prev = self.tails.lookup(env_ids)
         prev = np.where(prev >= self.added - self.size, prev, -1)  # a row overwritten since is no predecessor
+        in_call = np.full(len(env_ids), -1)  # the position in this call of a row's predecessor, -1: from tails
         last = slice(None)  # the rows that end their stream's part of this call
         if len(env_ids) > 1 and np.bincount(env_ids).max() > 1:
             order = np.argsort(env_ids, kind="stable")
             e = env_ids[order]
             inner = np.flatnonzero(e[1:] == e[:-1]) + 1  # sorted positions with an earlier row of their stream
             prev[order[inner]] = logical[order[inner - 1]]
+            in_call[order[inner]] = order[inner - 1]
             ends = np.ones(len(e), bool)
             ends[:-1] = e[1:] != e[:-1]
             last = order[ends]
         has = np.flatnonzero(prev >= 0)
         if len(has):
-            p, r = prev[has] % self.capacity, logical[has] % self.capacity
+            p = prev[has] % self.capacity
             keep = (self.terminated[p] == 0) & (self.truncated[p] == 0)
-            keep &= rows_equal(take_obs(self.next_obs, p), take_obs(self.obs, r))
+            prev_next = take_obs(self.tails.next_obs, env_ids[has])  # the predecessors' next_obs ...
+            mine = np.flatnonzero(in_call[has] >= 0)
+            put_obs(prev_next, mine, take_obs(next_obs, in_call[has[mine]]))  # ... or this call's
+            keep &= rows_equal(prev_next, take_obs(obs, has))
             self.succ[p[keep]] = logical[has[keep]]
         slots = logical[last] % self.capacity
-        self.tails.update(env_ids[last], logical[last], (self.terminated[slots] != 0) | (self.truncated[slots] != 0))
+        self.tails.update(env_ids[last], logical[last], (self.terminated[slots] != 0) | (self.truncated[slots] != 0),
+                          take_obs(next_obs, last))
 
-    def _link_one(self, row: int, env_id: int) -> None:
+    def _link_one(self, row: int, env_id: int, obs: ObsArrays, next_obs: ObsArrays) -> None:
         """``_link`` for a single new row."""
         if env_id < 0:
             raise ValueError(f"env_ids must be non-negative stream ids, got {env_id}")
@@ -361,9 +484,13 @@ class ReplayBuffer:
         prev, slot = int(tails[env_id]), row % self.capacity
         if prev >= 0 and prev >= self.added - self.size:
             p = prev % self.capacity
-            if not self.terminated[p] and not self.truncated[p] and row_equal(self.next_obs, p, self.obs, slot):
+            if not self.terminated[p] and not self.truncated[p] and row_equal(self.tails.next_obs, env_id, obs, 0):
                 self.succ[p] = row
-        tails[env_id] = -1 if (self.terminated[slot] or self.truncated[slot]) else row
+        if self.terminated[slot] or self.truncated[slot]:
+            tails[env_id] = -1
+        else:
+            tails[env_id] = row
+            put_obs(self.tails.next_obs, env_id, take_obs(next_obs, 0))
 
     def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99, intermediate: bool = False) -> Batch:
         """Sample ``batch_size`` transitions uniformly, with replacement.
@@ -377,13 +504,13 @@ class ReplayBuffer:
             raise ValueError("cannot sample from an empty replay buffer; call add() first")
         idx = self.rng.integers(0, self.size, size=batch_size)
         if n_step == 1:
-            return Batch(
+            return on_device(Batch(
                 obs=take_obs(self.obs, idx),
                 actions=self.actions[idx],
                 rewards=self.rewards[idx],
                 next_obs=take_obs(self.next_obs, idx),
                 terminated=self.terminated[idx],
-            )
+            ), self.device)
         first = self.added - 1 - (self.added - 1 - idx) % self.capacity  # the logical index held in each slot
         last, returns, discounts = n_step_returns(self.succ, self.rewards, first, n_step, gamma)
         end = last % self.capacity
@@ -392,7 +519,7 @@ class ReplayBuffer:
             chain, steps = n_step_chain(self.succ, first, n_step)
             mid = {"mid_obs": take_obs(self.next_obs, chain[:, :-1] % self.capacity),
                    "mid_discounts": mid_discounts(steps, n_step, gamma)}
-        return Batch(
+        return on_device(Batch(
             obs=take_obs(self.obs, idx),
             actions=self.actions[idx],
             rewards=returns,
@@ -400,15 +527,15 @@ class ReplayBuffer:
             terminated=self.terminated[end],
             discounts=discounts,
             **mid,
-        )
+        ), self.device)
 
     # --- checkpointing: plain arrays and ints, no pickle -------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
         """Arrays that fully describe the buffer (only the filled part of the ring)."""
         n = self.size
         return {
-            **obs_state("obs", take_obs(self.obs, slice(0, n))),
-            **obs_state("next_obs", take_obs(self.next_obs, slice(0, n))),
+            **{k: to_host(v) for k, v in obs_state("obs", take_obs(self.obs, slice(0, n))).items()},
+            **{k: to_host(v) for k, v in obs_state("next_obs", take_obs(self.next_obs, slice(0, n))).items()},
             "actions": self.actions[:n],
             "rewards": self.rewards[:n],
             "terminated": self.terminated[:n],
@@ -444,7 +571,7 @@ class ReplayBuffer:
         added = int(state["added"]) if "added" in state else (pos if n < self.capacity else pos + n)
         if added % self.capacity != pos or added < n:
             raise ValueError(f"replay state 'added' ({added}) does not match its position {pos} and size {n}")
-        succ, tails = np.full(n, -1, np.int64), StreamTails()
+        succ, tails = np.full(n, -1, np.int64), StreamTails(self.obs_shape, self.obs_dtype)
         if "succ" in state:
             succ = np.asarray(state["succ"])
             if succ.shape != (n,):
@@ -454,8 +581,12 @@ class ReplayBuffer:
             check_links(tails.rows, np.full(len(tails.rows), -1), added, "stream_rows")
             if ((tails.rows >= 0) & (tails.rows < added - n)).any():
                 raise ValueError("replay state 'stream_rows' names rows that are no longer stored")
+        ids = np.flatnonzero(tails.rows >= 0)  # the streams' last next_obs, from the saved rows
+        saved_next = cast_obs({k: state[f"next_obs.{k}"] for k in self.obs_shape} if isinstance(self.next_obs, dict)
+                              else state["next_obs"], self.obs_dtype)
+        put_obs(tails.next_obs, ids, take_obs(saved_next, tails.rows[ids] % self.capacity))
         for name in names:
-            stores[name][:n] = state[name]
+            put(stores[name], slice(0, n), state[name])
         self.succ[:] = -1
         self.succ[:n] = succ
         self.size, self.pos, self.added, self.tails = n, pos, added, tails
