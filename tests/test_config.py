@@ -59,6 +59,7 @@ def test_bad_values_raise_naming_the_field(overrides, message):
         ({"replay": ["uniform"]}, "replay must be one of"),
         ({"autotune_alpha": "yes"}, "autotune_alpha must be a bool"),
         ({"shared_alpha": 1}, "shared_alpha must be a bool"),
+        ({"replay_on_device": "cuda"}, "replay_on_device must be a bool, got 'cuda'"),
     ],
 )
 def test_values_of_the_wrong_type_raise_type_error_naming_the_field(overrides, message):

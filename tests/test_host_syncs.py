@@ -36,6 +36,12 @@ CASES = {
                                                gym.spaces.MultiDiscrete([2, 3]), dict(shared_alpha=False)),
     "image_shift_bf16": (gym.spaces.Box(0, 255, (10, 10, 3), np.uint8), gym.spaces.Discrete(4),
                          dict(augmentation="shift", shift_pad=1, precision="bf16")),
+    "replay_on_device_soft_n_step": (gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(3),
+                                     dict(replay_on_device=True, n_step=3, soft_n_step=True)),
+    "replay_on_device_frame_stack": (gym.spaces.Box(0, 255, (4, 36, 36), np.uint8), gym.spaces.Discrete(3),
+                                     dict(replay_on_device=True, n_step=3, soft_n_step=True)),
+    "replay_on_device_dict": (gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (3,), np.float32), "y": gym.spaces.Discrete(4)}),
+                              gym.spaces.Discrete(3), dict(replay_on_device=True, n_step=1)),
 }
 
 
@@ -87,6 +93,19 @@ def test_learn_reads_nothing_from_the_device_until_the_metrics_are_read(case, mo
         assert dict(metrics) == values and metrics.q_loss == values["q_loss"]
     assert counts == {}  # read once, then cached
     assert pickle.loads(pickle.dumps(metrics)) == values  # a plain dict: no tensors, no learner
+
+
+@pytest.mark.parametrize("case", [c for c in sorted(CASES) if "replay_on_device" in c])
+def test_a_device_replay_reads_nothing_back_when_adding_or_sampling(case, monkeypatch):
+    agent = filled_agent(case)
+    obs_space, act_space, _ = CASES[case]
+    rows = [(obs_space.sample(), act_space.sample(), obs_space.sample()) for _ in range(5)]
+    with counting_reads(monkeypatch) as counts:
+        for obs, action, next_obs in rows:
+            agent.observe(obs, action, 1.0, next_obs, False, False)
+        batch = agent.replay.sample(16, n_step=3, gamma=0.9, intermediate=True)
+    assert counts == {}, f"host reads in observe/sample with the replay on the device: {dict(counts)}"
+    assert all(isinstance(x, (torch.Tensor, dict)) for x in batch)
 
 
 def test_a_skipped_step_is_reported_when_read_not_when_run(monkeypatch):
