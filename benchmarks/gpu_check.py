@@ -5,7 +5,8 @@
 
 1. The tests that need CUDA (``tests/test_host_syncs.py``: no host reads per gradient step on
    CUDA, the pinned staging buffers; ``tests/test_precision.py``: bf16 against fp32 on CUDA;
-   ``tests/test_checkpoint.py``: a CUDA checkpoint on the CPU), with pytest.
+   ``tests/test_checkpoint.py``: a CUDA checkpoint on the CPU; ``tests/test_replay_on_device.py``:
+   a replay on CUDA samples the host replay's batches), with pytest.
 2. The update against bare torch on CUDA: ``learner.gradient_step()`` (replay sampling on the host,
    copies through pinned buffers, the whole step) against the twin networks' step written in
    plain torch on a fixed batch already on the device (``overhead.twin_step``), for the MLP
@@ -13,6 +14,8 @@
    Each side runs ``--steps`` steps back to back and is timed to the device's completion
    (``torch.cuda.synchronize`` once, at the end), so the figure is throughput; "host" is the time
    the Python loop took before that synchronize (how far the host ran ahead of the device).
+   Then the sampled update with ``replay_on_device`` off (frames sampled on the host, copied through
+   pinned buffers) and on (frames stored and gathered on the GPU), fp32, timed the same way.
 3. A short Atari run: ``sqn-train --preset atari-100k`` on Pong for ``--atari-steps`` steps with
    the first update at step 1,000, on CUDA (needs ale-py; skipped without it), its steps/s.
 
@@ -39,7 +42,8 @@ from precision import NETWORKS, learner_for
 
 
 def run_tests(timeout: float) -> dict[str, Any]:
-    files = ["tests/test_host_syncs.py", "tests/test_precision.py", "tests/test_checkpoint.py"]
+    files = ["tests/test_host_syncs.py", "tests/test_precision.py", "tests/test_checkpoint.py",
+             "tests/test_replay_on_device.py"]
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "not slow", *files],
                           cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     tail = proc.stdout.strip().splitlines()[-15:]
@@ -95,6 +99,20 @@ def update_against_bare(steps: int) -> dict[str, Any]:
     return out
 
 
+def replay_on_device_update(steps: int) -> dict[str, Any]:
+    """``learner.gradient_step()`` with the replay in host memory against the replay on the GPU (fp32)."""
+    out: dict[str, Any] = {}
+    for network in NETWORKS:
+        fill = max(4 * NETWORKS[network][2].batch_size, 1_000)
+        row = {}
+        for on in (False, True):
+            learner = learner_for(network, "fp32", compiled=False, fill=fill, device="cuda", replay_on_device=on)
+            row["on" if on else "off"] = timed_steps(learner.gradient_step, steps)
+        row["ratio_on_off"] = round(row["on"]["ms_per_step"] / row["off"]["ms_per_step"], 3)
+        out[network] = row
+    return out
+
+
 def atari_run(steps: int, out_dir: Path, timeout: float) -> dict[str, Any]:
     try:
         import ale_py  # noqa: F401
@@ -142,6 +160,10 @@ def main() -> None:
         print(f"update {name:<18} learner {row['learner']['ms_per_step']:.2f} ms/step "
               f"(host {row['learner']['host_ms_per_step']:.2f}), bare {row['bare']['ms_per_step']:.2f}, "
               f"ratio {row['ratio']}")
+    result["replay_on_device"] = replay_on_device_update(a.steps)
+    for name, row in result["replay_on_device"].items():
+        print(f"replay_on_device {name:<12} off {row['off']['ms_per_step']:.2f} ms/step, "
+              f"on {row['on']['ms_per_step']:.2f} (ratio {row['ratio_on_off']})")
     result["atari_run"] = atari_run(a.atari_steps, a.out, timeout=max(30.0, 280 - (time.perf_counter() - t0)))
     print("atari run:", result["atari_run"])
     result["seconds"] = round(time.perf_counter() - t0, 1)

@@ -44,10 +44,11 @@ NETWORKS = {
 }
 
 
-def learner_for(network: str, precision: str, compiled: bool, fill: int, device: str = "cpu") -> Learner:
+def learner_for(network: str, precision: str, compiled: bool, fill: int, device: str = "cpu",
+                replay_on_device: bool = False) -> Learner:
     """A learner of that network and precision whose replay holds ``fill`` random transitions (the same for all)."""
     obs_space, act_space, config, _ = NETWORKS[network]
-    config = SQNConfig(**{**config.to_dict(), "precision": precision})
+    config = SQNConfig(**{**config.to_dict(), "precision": precision, "replay_on_device": replay_on_device})
     learner = Learner(obs_space, act_space, config, device=device, seed=0)
     rng = np.random.default_rng(0)
     for start in range(0, fill, 500):  # the same transitions for every variant

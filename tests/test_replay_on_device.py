@@ -264,3 +264,30 @@ def test_sqn_train_flag_runs_and_its_checkpoint_loads_with_the_replay_on_the_dev
     agent = SQNAgent.load(run / "checkpoint", device="cpu")
     assert agent.config.replay_on_device and isinstance(agent.replay.obs, torch.Tensor)
     assert len(agent.replay) == 600 and agent.replay.obs[:600].abs().sum() > 0  # the saved transitions came back
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (benchmarks/gpu_check.py runs these)")
+
+
+@CUDA
+@pytest.mark.filterwarnings("ignore::sqn_agents.frame_replay.FrameStackCapacityWarning")
+@pytest.mark.parametrize("kind", KINDS)
+def test_on_cuda_the_batches_are_the_host_replays(kind):
+    cuda = torch.device("cuda", torch.cuda.current_device())
+    host, dev = make_buffer(kind, 40, None), make_buffer(kind, 40, cuda)
+    for args in rows(kind, np.random.default_rng(1), calls=60):
+        host.add(*args)
+        dev.add(*args)
+    for n_step, intermediate in ((1, False), (3, True)):
+        got = dev.sample(32, n_step, GAMMA, intermediate)
+        assert all(t.device == cuda for x in got if x is not None for t in (x.values() if isinstance(x, dict) else [x]))
+        cpu = Batch(*(None if x is None else {k: v.cpu() for k, v in x.items()} if isinstance(x, dict) else x.cpu()
+                      for x in got))
+        assert_same_batch(cpu, host.sample(32, n_step, GAMMA, intermediate), CPU)
+
+
+@CUDA
+def test_on_cuda_a_replay_larger_than_the_device_is_refused():
+    total = torch.cuda.mem_get_info()[1]
+    with pytest.raises(ValueError, match="use replay_on_device=False"):
+        FrameStackReplayBuffer(total // (84 * 84) + 1, (4, 84, 84), np.uint8, 1, device="cuda")
