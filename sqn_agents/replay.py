@@ -143,7 +143,8 @@ def cast_obs(values: ObsArrays, dtype: np.dtype | Mapping[str, np.dtype]) -> Obs
 def take_obs(obs: ObsArrays, idx: Index) -> ObsArrays:
     """Rows ``idx`` of every part (of tensors: gathered on their device)."""
     if isinstance(obs, dict):
-        idx = device_index(idx, next(iter(obs.values())))  # one copy of the index for all the parts
+        if obs:
+            idx = device_index(idx, next(iter(obs.values())))  # one copy of the index for all the parts
         return {k: take(v, idx) for k, v in obs.items()}
     return take(obs, idx)
 

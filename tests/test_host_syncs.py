@@ -42,6 +42,9 @@ CASES = {
                                      dict(replay_on_device=True, n_step=3, soft_n_step=True)),
     "replay_on_device_dict": (gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (3,), np.float32), "y": gym.spaces.Discrete(4)}),
                               gym.spaces.Discrete(3), dict(replay_on_device=True, n_step=1)),
+    "replay_on_device_dict_frame_stack": (gym.spaces.Dict({"frames": gym.spaces.Box(0, 255, (4, 36, 36), np.uint8),
+                                                           "y": gym.spaces.Discrete(4)}),
+                                          gym.spaces.Discrete(3), dict(replay_on_device=True, n_step=3)),
 }
 
 

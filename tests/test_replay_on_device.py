@@ -23,7 +23,7 @@ from sqn_agents.observations import MASK_KEY
 from sqn_agents.replay import Batch, ReplayBuffer
 
 CPU = torch.device("cpu")
-KINDS = ("vector", "dict", "uniform_stacks", "frame_stack", "frame_stack_last_axis")
+KINDS = ("vector", "dict", "uniform_stacks", "frame_stack", "frame_stack_last_axis", "dict_frame_stack")
 
 
 def make_buffer(kind: str, capacity: int, device: torch.device | None):
@@ -37,6 +37,9 @@ def make_buffer(kind: str, capacity: int, device: torch.device | None):
         return ReplayBuffer(capacity, (3, 3, 3), np.uint8, 1, seed=0, device=device)
     if kind == "frame_stack":
         return FrameStackReplayBuffer(capacity, (3, 3, 3), np.uint8, 1, seed=0, device=device)
+    if kind == "dict_frame_stack":  # the frame-stack part deduplicated, the other part per row
+        return FrameStackReplayBuffer(capacity, {"frames": (3, 3, 3), "score": (2,)}, {"frames": np.uint8, "score": np.float32},
+                                      1, seed=0, frame_part="frames", device=device)
     return FrameStackReplayBuffer(capacity, (3, 3, 3), np.uint8, 1, seed=0, stack_axis=2, device=device)
 
 
@@ -47,6 +50,8 @@ def rows(kind: str, rng: np.random.Generator, calls: int):
         actions = rng.integers(0, 4, actions.shape)
         if kind == "dict":  # a mask part that follows the observation
             obs, next_obs = ({"x": o, MASK_KEY: (o[:, None, 1:] % 2) == 0} for o in (obs, next_obs))
+        if kind == "dict_frame_stack":  # a second part that follows the frames
+            obs, next_obs = ({"frames": o, "score": o[:, -1, 0, :2].astype(np.float32) / 7} for o in (obs, next_obs))
         if kind == "frame_stack_last_axis":  # (3, 3, K): frames stacked along the last axis
             obs, next_obs = np.moveaxis(obs, 1, -1), np.moveaxis(next_obs, 1, -1)
         yield obs, actions, rewards, next_obs, term, trunc, env_ids
@@ -155,18 +160,22 @@ AGENTS = {
     "masked_dict": (MASKED, gym.spaces.Discrete(4), dict(n_step=3)),
     "frame_stack_cnn": (gym.spaces.Box(0, 255, (4, 36, 36), np.uint8), gym.spaces.Discrete(3),
                         dict(n_step=3, soft_n_step=True, batch_size=8)),
+    "dict_frame_stack_masked": (gym.spaces.Dict({"frames": gym.spaces.Box(0, 255, (4, 36, 36), np.uint8),
+                                                 "action_mask": gym.spaces.MultiBinary(4)}),
+                                gym.spaces.Discrete(4), dict(n_step=3, soft_n_step=True, batch_size=8)),
 }
 
 
 def frames_episode(rng: np.random.Generator, space: gym.spaces.Space, steps: int) -> list:
-    """Observations of one episode; frame stacks overlap as an Atari env's do (one new frame per step)."""
+    """Observations of one episode; frame stacks overlap as an Atari env's do (one new frame per step),
+    a Dict's parts are made part by part, and an action mask allows at least one action."""
     if isinstance(space, gym.spaces.Dict):
-        out = []
-        for _ in range(steps + 1):
-            mask = (rng.random(4) < 0.5).astype(np.int8)
-            mask[rng.integers(4)] = 1  # at least one legal action
-            out.append({"x": rng.uniform(-1, 1, 3).astype(np.float32), "action_mask": mask})
-        return out
+        parts = {name: frames_episode(rng, sub, steps) for name, sub in space.spaces.items()}
+        return [{name: parts[name][t] for name in parts} for t in range(steps + 1)]
+    if isinstance(space, gym.spaces.MultiBinary):
+        masks = (rng.random((steps + 1, space.n)) < 0.5).astype(np.int8)
+        masks[np.arange(steps + 1), rng.integers(space.n, size=steps + 1)] = 1
+        return list(masks)
     if space.dtype == np.uint8:
         k = space.shape[0]
         frames = rng.integers(0, 256, (steps + k, *space.shape[1:]), dtype=np.uint8)
@@ -195,6 +204,7 @@ def test_learn_gives_the_same_losses_and_weights_as_the_host_replay(case):
                     seen.append(dict(out))
     assert len(metrics[0]) > 10 and metrics[0] == metrics[1]  # exactly equal, step by step
     host, dev = agents
+    assert isinstance(dev.replay, FrameStackReplayBuffer) == ("frame_stack" in case)
     for a, b in zip((*host.q_nets.parameters(), host.log_alpha), (*dev.q_nets.parameters(), dev.log_alpha), strict=True):
         assert torch.equal(a, b)
 
