@@ -80,9 +80,10 @@ class SQNConfig:
     target_update_interval: int = 1
     """Gradient steps between target updates (>= 1); each is target <- (1 - tau) target + tau online.
     Hard updates (DQN's periodic copy): tau=1 with an interval such as 2000."""
-    munchausen_scale: float = 0.0
+    munchausen_scale: float = 0.9
     """Munchausen RL (Vieillard et al. 2020): add scale * clip(alpha log pi'(a_t|s_t), munchausen_clip, 0)
-    to the reward in the target, with pi' the target networks' policy. 0 turns it off; the paper uses 0.9."""
+    to the reward in the target, with pi' the target networks' policy. 0 turns it off; 0.9 is the paper's
+    value and the default since it made every seed of Acrobot-v1 learn (BENCHMARKS.md, "Munchausen")."""
     munchausen_clip: float = -1.0
     """Lower clip l0 of the Munchausen term (< 0; the paper's -1)."""
     augmentation: Literal["none", "shift"] = "none"
@@ -149,8 +150,9 @@ class SQNConfig:
 
 
 # Fields whose default changed after they existed in saved configs: the value a config saved before the change
-# (which lacks the field) meant. n_step did not exist before its default became 3, and meant one-step returns.
-LEGACY_VALUES: dict[str, Any] = {"n_step": 1}
+# (which lacks the field) meant. n_step did not exist before its default became 3, and meant one-step returns;
+# munchausen_scale came in with n_step, off, and has defaulted to 0.9 since.
+LEGACY_VALUES: dict[str, Any] = {"n_step": 1, "munchausen_scale": 0.0}
 
 
 def _is_number(value: Any) -> bool:

@@ -545,8 +545,9 @@ def test_a_format_1_checkpoint_of_the_code_before_the_split_loads_and_continues_
     agent = SQNAgent.load(tmp_path / "v1" / "before", device="cpu")
     assert (agent.env_steps, agent.updates, agent.gradient_steps, agent.skipped_updates) == (103, 88, 88, 0)
     assert agent.intake.prev_done.tolist() == [False, True] and len(agent.replay) == 64
-    # the pre-split code had no n_step (one-step returns); today's default is 3, and the old config keeps 1
-    assert agent.config == dataclasses.replace(_v1_maker().CONFIG, n_step=1)
+    # the pre-split code had no n_step (one-step returns) and no Munchausen term; today's defaults are 3 and 0.9,
+    # and the old config keeps 1 and 0
+    assert agent.config == dataclasses.replace(_v1_maker().CONFIG, n_step=1, munchausen_scale=0.0)
     actions = _v1_maker().continue_run(agent)
     np.testing.assert_array_equal(actions, np.load(V1_DATA / "after_actions.npy"))
     want, got = snapshot(SQNAgent.load(tmp_path / "v1" / "after", device="cpu")), snapshot(agent)

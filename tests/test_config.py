@@ -83,3 +83,10 @@ def test_a_config_saved_before_n_step_existed_keeps_one_step_returns():
     del old["n_step"]
     assert SQNConfig.from_dict(old).n_step == 1
     assert SQNConfig.from_dict(SQNConfig().to_dict()).n_step == SQNConfig().n_step == 3
+
+
+def test_a_config_saved_before_munchausen_existed_keeps_it_off():
+    old = SQNConfig().to_dict()
+    del old["munchausen_scale"], old["munchausen_clip"]
+    assert SQNConfig.from_dict(old).munchausen_scale == 0.0
+    assert SQNConfig.from_dict(SQNConfig().to_dict()).munchausen_scale == SQNConfig().munchausen_scale == 0.9
