@@ -2,6 +2,11 @@
 
     python benchmarks/toy_text.py --env CliffWalking-v1 --steps 20000 --json benchmarks/results/toy_text/cliffwalking_seed0.json
     python benchmarks/toy_text.py --quick
+    python benchmarks/toy_text.py --env FrozenLake-v1 --exact-from RUN_DIR   # a sqn-train run's greedy policy, exactly
+
+``--exact-from`` loads a run's checkpoint and computes, from the env's own transition table
+(``env.unwrapped.P``), the exact expected return of its greedy policy within the time limit and that
+of the optimal policy (backward induction), an independent check of the sampled evaluations.
 
 The observation (the cell index) is one-hot encoded on the device (``networks.PartTorso``).
 ``CliffWalking-v1`` has no time limit; the greedy evaluation cuts episodes at ``--max-episode-steps``
@@ -41,6 +46,34 @@ def greedy_return(agent: SQNAgent, env: gym.Env, episodes: int, seed: int) -> fl
     return float(np.mean(returns))
 
 
+def exact_returns(env: gym.Env, policy: np.ndarray, horizon: int) -> tuple[float, float]:
+    """Expected return from the initial state within ``horizon`` steps: of ``policy`` (one action per
+    state) and of the best policy, by backward induction over the toy-text transition table ``P``."""
+    table = env.unwrapped.P
+    n_states, n_actions = len(table), len(table[0])
+    start = np.asarray(env.unwrapped.initial_state_distrib, dtype=np.float64)
+    v_pol, v_opt = np.zeros(n_states), np.zeros(n_states)
+    for _ in range(horizon):
+        q_pol = np.array([[sum(p * (r + (0.0 if done else v_pol[s2])) for p, s2, r, done in table[s][a])
+                           for a in range(n_actions)] for s in range(n_states)])
+        q_opt = np.array([[sum(p * (r + (0.0 if done else v_opt[s2])) for p, s2, r, done in table[s][a])
+                           for a in range(n_actions)] for s in range(n_states)])
+        v_pol, v_opt = q_pol[np.arange(n_states), policy], q_opt.max(axis=1)
+    return float(start @ v_pol), float(start @ v_opt)
+
+
+def report_exact(env_id: str, run_dir: Path) -> None:
+    env = gym.make(env_id)
+    agent = SQNAgent.load(run_dir / "checkpoint", device="cpu")
+    with agent.evaluating():
+        policy = np.array([int(agent.act(s)) for s in range(env.observation_space.n)])
+    horizon = env.spec.max_episode_steps
+    greedy, best = exact_returns(env, policy, horizon)
+    print_result({"benchmark": "toy_text_exact", "env": env_id, "run": str(run_dir), "horizon": horizon,
+                  "greedy_policy": policy.tolist(), "greedy_expected_return": round(greedy, 4),
+                  "optimal_expected_return": round(best, 4)})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="CliffWalking-v1")
@@ -53,7 +86,11 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=1)
     parser.add_argument("--json")
     parser.add_argument("--quick", action="store_true", help="1,500 steps")
+    parser.add_argument("--exact-from", type=Path, help="a sqn-train run folder: exact return of its greedy policy")
     args = parser.parse_args()
+    if args.exact_from:
+        report_exact(args.env, args.exact_from)
+        return
     if args.quick:
         args.steps, args.eval_every = 1_500, 750
     torch.set_num_threads(1)

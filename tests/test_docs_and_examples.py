@@ -136,15 +136,19 @@ def test_multidiscrete_doc_snippet_runs():
     assert namespace["space"].contains(namespace["action"])
 
 
-def test_the_minatar_preset_sets_the_protocol_and_keeps_the_learner_defaults():
+def test_the_minatar_preset_sets_the_protocol_and_keeps_the_learner_defaults_but_munchausen():
+    import dataclasses
+
     from sqn_agents import SQNConfig
     from sqn_agents.train import parse_args
 
     args = parse_args(["--preset", "minatar", "--env-id", "MinAtar/Asterix-v1"])
     assert (args.preset, args.env_id, args.total_steps, args.eval_every, args.eval_episodes) == (
         "minatar", "MinAtar/Asterix-v1", 1_000_000, 50_000, 10)
-    assert args.config == SQNConfig()
+    # the defaults, except the Munchausen term, off as in the preset's measured runs
+    assert args.config == dataclasses.replace(SQNConfig(), munchausen_scale=0.0)
     assert parse_args(["--preset=minatar", "--total-steps", "2000"]).total_steps == 2000
+    assert parse_args(["--preset", "minatar", "--config.munchausen-scale", "0.9"]).config == SQNConfig()
 
 
 def test_new_games_doc_taxi_snippet_runs():
