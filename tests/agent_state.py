@@ -92,3 +92,34 @@ def replace_file_rehashed(directory: Path, group: str, data: bytes) -> None:
 
 def replace_group_rehashed(directory: Path, group: str, tensors: dict[str, torch.Tensor]) -> None:
     replace_file_rehashed(directory, group, safetensors.torch.save({k: v.contiguous() for k, v in tensors.items()}))
+
+
+def assert_save_load_continues_exactly(make_env, config, total: int, save_at: int, path: Path) -> SQNAgent:
+    """Train ``total`` steps straight, and ``save_at`` steps, save with the replay, load, train the rest:
+    the actions and learn() results must be the same, and so must the final states. Returns the loaded agent."""
+
+    def run(steps, log, agent=None, env=None, obs=None):
+        if agent is None:
+            env = make_env()
+            agent = SQNAgent(env.observation_space, env.action_space, config, seed=1, device="cpu")
+            obs, _ = env.reset(seed=1)
+        for _ in range(steps):
+            action = agent.act(obs)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            agent.observe(obs, action, reward, next_obs, terminated, truncated)
+            log.append((action, agent.learn()))
+            obs = next_obs if not (terminated or truncated) else env.reset()[0]
+        return agent, env, obs
+
+    straight: list = []
+    final, _, _ = run(total, straight)
+    resumed: list = []
+    agent, env, obs = run(save_at, resumed)
+    agent.save(path, include_replay=True)
+    loaded = SQNAgent.load(path, device="cpu")
+    assert type(loaded.replay) is type(final.replay)
+    assert_same_state(snapshot(agent), snapshot(loaded))
+    run(total - save_at, resumed, loaded, env, obs)
+    assert resumed == straight
+    assert_same_state(snapshot(final), snapshot(loaded))
+    return loaded

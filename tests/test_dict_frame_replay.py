@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from agent_state import assert_same_state, snapshot
+from agent_state import assert_same_state, assert_save_load_continues_exactly, snapshot
 
 from sqn_agents import SQNAgent, SQNConfig
 from sqn_agents.frame_replay import FrameStackReplayBuffer
@@ -309,32 +309,9 @@ class DictFrameEnv(gym.Env):
 def test_save_and_load_through_the_agent_continue_identically(tmp_path):
     config = SQNConfig(batch_size=16, buffer_size=200, learning_starts=40, n_step=3)
 
-    def run(steps, log, agent=None, env=None, obs=None):
-        if agent is None:
-            env = DictFrameEnv()
-            agent = SQNAgent(env.observation_space, env.action_space, config, seed=1, device="cpu")
-            obs, _ = env.reset(seed=1)
-        for _ in range(steps):
-            action = agent.act(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            agent.observe(obs, action, reward, next_obs, terminated, truncated)
-            log.append((action, agent.learn()))
-            obs = next_obs if not (terminated or truncated) else env.reset()[0]
-        return agent, env, obs
-
-    straight: list = []
-    final, _, _ = run(260, straight)  # past the buffer's capacity
-    assert isinstance(final.replay, FrameStackReplayBuffer)
-
-    resumed: list = []
-    agent, env, obs = run(150, resumed)
-    agent.save(tmp_path / "dict", include_replay=True)
-    loaded = SQNAgent.load(tmp_path / "dict", device="cpu")
+    # 260 steps: past the buffer's capacity
+    loaded = assert_save_load_continues_exactly(DictFrameEnv, config, total=260, save_at=150, path=tmp_path / "dict")
     assert isinstance(loaded.replay, FrameStackReplayBuffer)
-    assert_same_state(snapshot(agent), snapshot(loaded))
-    run(110, resumed, loaded, env, obs)
-    assert resumed == straight
-    assert_same_state(snapshot(final), snapshot(loaded))
 
 
 def test_a_checkpoint_saved_with_the_plain_buffer_still_loads_and_resumes(tmp_path):

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from agent_state import assert_same_state, snapshot
+from agent_state import assert_same_state, assert_save_load_continues_exactly, snapshot
 
 from sqn_agents import SQNAgent, SQNConfig
 
@@ -123,28 +123,5 @@ def test_resume_with_the_frame_stack_replay_continues_exactly(tmp_path):
     pytest.importorskip("sqn_agents.frame_replay", reason="the frame-stack replay is not in this checkout yet")
     config = SQNConfig(batch_size=16, buffer_size=200, learning_starts=40)  # replay='auto' picks frame_stack
 
-    def run(steps, log, agent=None, env=None, obs=None):
-        if agent is None:
-            env = FrameStackEnv()
-            agent = SQNAgent(env.observation_space, env.action_space, config, seed=1, device="cpu")
-            obs, _ = env.reset(seed=1)
-        for _ in range(steps):
-            action = agent.act(obs)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            agent.observe(obs, action, reward, next_obs, terminated, truncated)
-            log.append((action, agent.learn()))
-            obs = next_obs if not (terminated or truncated) else env.reset()[0]
-        return agent, env, obs
-
-    straight: list = []
-    final, _, _ = run(100, straight)
-    assert type(final.replay).__name__ == "FrameStackReplayBuffer"
-
-    resumed: list = []
-    agent, env, obs = run(60, resumed)
-    agent.save(tmp_path / "frames", include_replay=True)
-    loaded = SQNAgent.load(tmp_path / "frames", device="cpu")
-    assert_same_state(snapshot(agent), snapshot(loaded))
-    run(40, resumed, loaded, env, obs)
-    assert resumed == straight
-    assert_same_state(snapshot(final), snapshot(loaded))
+    loaded = assert_save_load_continues_exactly(FrameStackEnv, config, total=100, save_at=60, path=tmp_path / "frames")
+    assert type(loaded.replay).__name__ == "FrameStackReplayBuffer"
