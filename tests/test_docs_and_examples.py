@@ -136,7 +136,7 @@ def test_multidiscrete_doc_snippet_runs():
     assert namespace["space"].contains(namespace["action"])
 
 
-def test_the_minatar_preset_sets_the_protocol_and_keeps_the_learner_defaults_but_munchausen():
+def test_the_minatar_preset_sets_the_protocol_and_keeps_the_learner_defaults_but_two():
     import dataclasses
 
     from sqn_agents import SQNConfig
@@ -145,10 +145,11 @@ def test_the_minatar_preset_sets_the_protocol_and_keeps_the_learner_defaults_but
     args = parse_args(["--preset", "minatar", "--env-id", "MinAtar/Asterix-v1"])
     assert (args.preset, args.env_id, args.total_steps, args.eval_every, args.eval_episodes) == (
         "minatar", "MinAtar/Asterix-v1", 1_000_000, 50_000, 10)
-    # the defaults, except the Munchausen term, off as in the preset's measured runs
-    assert args.config == dataclasses.replace(SQNConfig(), munchausen_scale=0.0)
+    # the defaults, except one-step returns and no Munchausen term, as in the preset's measured runs
+    assert args.config == dataclasses.replace(SQNConfig(), n_step=1, munchausen_scale=0.0)
     assert parse_args(["--preset=minatar", "--total-steps", "2000"]).total_steps == 2000
-    assert parse_args(["--preset", "minatar", "--config.munchausen-scale", "0.9"]).config == SQNConfig()
+    flags = ["--preset", "minatar", "--config.munchausen-scale", "0.9", "--config.n-step", "3"]
+    assert parse_args(flags).config == SQNConfig()
 
 
 def test_new_games_doc_taxi_snippet_runs():
