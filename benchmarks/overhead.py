@@ -227,6 +227,9 @@ def main() -> None:
     p.add_argument("--loop-steps", type=int, default=3_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="300 reps, 300 loop steps")
+    p.add_argument("--one-step", action="store_true",
+                   help="the agent with n_step=1 and munchausen_scale=0: the same target as the bare step "
+                        "(the defaults' n-step chain and Munchausen forward pass are work the bare step does not do)")
     a = p.parse_args()
     if a.quick:
         a.reps, a.loop_steps = 300, 300
@@ -235,7 +238,7 @@ def main() -> None:
     machine = machine_info()  # load and other busy processes at the start
 
     env = gym.make(ENV_ID)
-    cfg = SQNConfig()
+    cfg = SQNConfig(n_step=1, munchausen_scale=0.0) if a.one_step else SQNConfig()
     agent = SQNAgent(env.observation_space, env.action_space, cfg, device="cpu", seed=a.seed)
     transitions = fill(agent, env, max(cfg.learning_starts, 5_000 if not a.quick else 1_200), a.seed)
     agent.learn()  # every update due on the filled replay: the networks and Adam state of a trained agent
@@ -372,11 +375,11 @@ def main() -> None:
           f"agent minus bare (act+observe+learn) {lp['share_agent_minus_bare']:.1%}")
     for k_, v in ratios.items():
         print(f"  {k_:<32} {v}")
-    result = {"benchmark": "overhead", "quick": a.quick, "env_id": ENV_ID, "act_batch": a.act_batch, "reps": a.reps,
+    result = {"benchmark": "overhead", "quick": a.quick, "one_step": a.one_step, "config": cfg.to_dict(), "env_id": ENV_ID, "act_batch": a.act_batch, "reps": a.reps,
               "learn_reps": learn_reps, "machine": machine, "timings": results, "ratios": ratios}
     print_result(result)
     if not a.quick:
-        write_json(RESULTS_DIR / "overhead.json", result)
+        write_json(RESULTS_DIR / ("overhead_one_step.json" if a.one_step else "overhead.json"), result)
 
 
 if __name__ == "__main__":
