@@ -52,13 +52,14 @@ def exact_returns(env: gym.Env, policy: np.ndarray, horizon: int) -> tuple[float
     table = env.unwrapped.P
     n_states, n_actions = len(table), len(table[0])
     start = np.asarray(env.unwrapped.initial_state_distrib, dtype=np.float64)
+
+    def backup(v: np.ndarray) -> np.ndarray:  # Q(s, a) = E[r + v(s')], with v = 0 after a termination
+        return np.array([[sum(p * (r + (0.0 if done else v[s2])) for p, s2, r, done in table[s][a])
+                          for a in range(n_actions)] for s in range(n_states)])
+
     v_pol, v_opt = np.zeros(n_states), np.zeros(n_states)
     for _ in range(horizon):
-        q_pol = np.array([[sum(p * (r + (0.0 if done else v_pol[s2])) for p, s2, r, done in table[s][a])
-                           for a in range(n_actions)] for s in range(n_states)])
-        q_opt = np.array([[sum(p * (r + (0.0 if done else v_opt[s2])) for p, s2, r, done in table[s][a])
-                           for a in range(n_actions)] for s in range(n_states)])
-        v_pol, v_opt = q_pol[np.arange(n_states), policy], q_opt.max(axis=1)
+        v_pol, v_opt = backup(v_pol)[np.arange(n_states), policy], backup(v_opt).max(axis=1)
     return float(start @ v_pol), float(start @ v_opt)
 
 
