@@ -3,6 +3,8 @@
     python benchmarks/sample_efficiency.py cartpole --algos sb3 sqn --seeds 0 1 2 3 4
     python benchmarks/sample_efficiency.py acrobot --algos sb3 sqn --seeds 0 1 2 3 4
     python benchmarks/sample_efficiency.py minatar --games Breakout SpaceInvaders --frames 25000 --seeds 0 1 2
+    python benchmarks/sample_efficiency.py minatar --games Asterix Breakout Freeway Seaquest SpaceInvaders \
+        --frames 50000 --eval-every 10000 --eval-episodes 10 --jobs 2 --out benchmarks/results/minatar_50k
     python benchmarks/sample_efficiency.py report     # tables and plots from the stored runs
     python benchmarks/sample_efficiency.py --quick    # < 1 minute smoke run (temporary folder)
 
@@ -13,7 +15,9 @@ Protocol (both algorithms): greedy evaluation every ``--eval-every`` env steps a
 least the threshold (CartPole: 475) and the area under the evaluation curve divided by the
 run length (the mean greedy return over the run; ``benchmarks/cartpole_seeds.py``'s definition).
 
-* SQN: ``sqn_agents.train.train`` with the ``SQNConfig`` defaults (the sqn-train loop).
+* SQN: ``sqn_agents.train.train`` (the sqn-train loop) with the ``SQNConfig`` defaults on classic
+  control and ``--preset minatar``'s learner on MinAtar (its ``config``; the budget and evaluation
+  are this script's flags). Each run records which (``sqn_setup``).
 * SB3 DQN on CartPole-v1 and Acrobot-v1: the rl-baselines3-zoo hyperparameters for each env
   (``hyperparams/dqn.yml`` of DLR-RM/rl-baselines3-zoo, commit ce95481b041f; ``SB3_ZOO``).
   With ``train_freq`` 256 SB3 finishes its last rollout, so it runs 50,176 env steps on CartPole;
@@ -26,15 +30,19 @@ run length (the mean greedy return over the run; ``benchmarks/cartpole_seeds.py`
   loss); ``sb3_minatar_kwargs``.
 
 Each run is stored as one small JSON file under ``benchmarks/results/sample_efficiency/``
-(``--out`` to change); ``report`` reads them all, prints the tables, writes
-``summary.json`` and the PNG learning curves (mean over seeds, min-max band). The last line
-is ``RESULT {json}``.
+(``--out`` to change); a run whose file is already there with the same budget and evaluation is
+skipped, so an interrupted command resumes where it stopped. ``--jobs N`` runs N at a time, each
+in its own process (one torch thread each). ``report`` reads them all, prints the tables, writes
+``summary.json`` and the PNG learning curves (mean over seeds, min-max band; in ``benchmarks/results/``
+for the default ``--out``, inside ``--out`` otherwise). The last line is ``RESULT {json}``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
+import multiprocessing
 import json
 import subprocess
 import tempfile
@@ -57,7 +65,7 @@ from _common import (
     write_json,
 )
 
-from sqn_agents.train import TrainArgs, make_env, read_metrics, train
+from sqn_agents.train import PRESETS, TrainArgs, make_env, read_metrics, train
 
 DEFAULT_OUT = RESULTS_DIR / "sample_efficiency"
 RAW = RESULTS_DIR / "raw"  # run folders of sqn-train (git-ignored)
@@ -119,13 +127,16 @@ def short_machine() -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- runs
 def run_sqn(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) -> dict[str, Any]:
-    run_dir = RAW / "sample_efficiency" / f"{env_id.replace('/', '-')}__sqn__seed{seed}"
-    args = TrainArgs(env_id=env_id, total_steps=steps, seed=seed, device="cpu", eval_every=eval_every,
-                     eval_episodes=episodes, progress=False, save_replay=False, output_dir=str(run_dir))
+    run_dir = RAW / "sample_efficiency" / f"{env_id.replace('/', '-')}__sqn__seed{seed}__{steps}"
+    setup = "--preset minatar" if env_id.startswith("MinAtar/") else "defaults"
+    base = PRESETS["minatar"] if setup == "--preset minatar" else TrainArgs()
+    args = dataclasses.replace(base, env_id=env_id, total_steps=steps, seed=seed, device="cpu",
+                               eval_every=eval_every, eval_episodes=episodes, progress=False, save_replay=False,
+                               output_dir=str(run_dir))
     summary = train(args)
     evals = read_metrics(run_dir / "metrics.csv").get("eval", [])
     return {"evals": [[int(r["env_step"]), r["eval_return_mean"], r["eval_return_std"]] for r in evals],
-            "wall_time_s": summary["wall_time_s"], "hyperparameters": args.config.to_dict(),
+            "sqn_setup": setup, "wall_time_s": summary["wall_time_s"], "hyperparameters": args.config.to_dict(),
             "env_steps_run": summary["env_steps"], "gradient_steps": summary["gradient_steps"]}
 
 
@@ -145,8 +156,21 @@ def run_sb3(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) 
             "env_steps_run": int(model.num_timesteps), "gradient_steps": int(model._n_updates)}
 
 
+def record_path(out: Path, algo: str, env_id: str, seed: int) -> Path:
+    return out / f"{env_id.replace('/', '-')}__{algo}__seed{seed}.json"
+
+
 def run_one(out: Path, algo: str, env_id: str, seed: int, steps: int, eval_every: int, episodes: int,
             threshold: float | None) -> dict[str, Any]:
+    path = record_path(out, algo, env_id, seed)
+    if path.exists():
+        old = json.loads(path.read_text())
+        if (old["total_steps"], old["eval_every"], old["eval_episodes"]) == (steps, eval_every, episodes):
+            print(f"{env_id} {algo} seed {seed}: stored in {path.name}, skipped", flush=True)
+            return old
+        raise SystemExit(f"{path} holds a run with another budget or evaluation "
+                         f"({old['total_steps']} steps, eval every {old['eval_every']}, {old['eval_episodes']} "
+                         f"episodes); use another --out")
     torch.set_num_threads(1)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     res = (run_sqn if algo == "sqn" else run_sb3)(env_id, seed, steps, eval_every, episodes)
@@ -157,14 +181,17 @@ def run_one(out: Path, algo: str, env_id: str, seed: int, steps: int, eval_every
               "steps_to_threshold": steps_to(steps_, means, threshold) if threshold is not None else None,
               "eval_auc": round(eval_auc(steps_, means), 2), "final_eval": means[-1] if means else None,
               **res, "started": started, "git": git_state(), "machine": short_machine()}
-    write_json(out / f"{env_id.replace('/', '-')}__{algo}__seed{seed}.json", record)
+    write_json(path, record)
     print(f"{env_id} {algo} seed {seed}: steps to {threshold} = {record['steps_to_threshold']}, "
           f"AUC = {record['eval_auc']}, final = {record['final_eval']}, wall = {res['wall_time_s']} s", flush=True)
     return record
 
 
 # ---------------------------------------------------------------------- report
-ALGO_LABEL = {"sqn": "SQN (sqn_agents defaults)", "sb3": "SB3 DQN"}
+def algo_label(run: dict[str, Any]) -> str:
+    return f"SQN ({run.get('sqn_setup', 'defaults')})" if run["algo"] == "sqn" else "SB3 DQN"
+
+
 ALGO_COLOR = {"sqn": "tab:blue", "sb3": "tab:orange"}
 
 
@@ -192,6 +219,7 @@ def aggregate(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "eval_auc_std": round(float(np.std(aucs)), 1),
             "final_eval": [r["final_eval"] for r in rs],
             "final_eval_mean": round(float(np.mean([r["final_eval"] for r in rs])), 1),
+            "final_eval_std": round(float(np.std([r["final_eval"] for r in rs])), 1),
             "wall_time_s": [r["wall_time_s"] for r in rs],
             "git": sorted({r["git"]["commit"] + ("+modified" if r["git"]["sqn_agents_modified"] else "") for r in rs}),
         }
@@ -204,8 +232,12 @@ def plot(runs: list[dict[str, Any]], env_ids: list[str], path: Path, threshold: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(env_ids), figsize=(6.2 * len(env_ids), 4), squeeze=False)
-    for ax, env_id in zip(axes[0], env_ids, strict=True):
+    cols = min(len(env_ids), 3)
+    rows = -(-len(env_ids) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4 * rows), squeeze=False)
+    for ax in axes.flat[len(env_ids):]:
+        ax.set_visible(False)
+    for ax, env_id in zip(axes.flat, env_ids):
         for algo in ("sqn", "sb3"):
             rs = [r for r in runs if r["env_id"] == env_id and r["algo"] == algo]
             if not rs:
@@ -216,7 +248,7 @@ def plot(runs: list[dict[str, Any]], env_ids: list[str], path: Path, threshold: 
             steps = steps[:n]
             mean = curves.mean(axis=0)
             ax.plot(steps, mean, "o-", markersize=3, color=ALGO_COLOR[algo],
-                    label=f"{ALGO_LABEL[algo]}, mean of {len(rs)} seeds")
+                    label=f"{algo_label(rs[0])}, mean of {len(rs)} seeds")
             ax.fill_between(steps, curves.min(axis=0), curves.max(axis=0), color=ALGO_COLOR[algo], alpha=0.2,
                             label="min-max over seeds")
         if threshold is not None:
@@ -256,6 +288,12 @@ def report(out: Path, plots_dir: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- main
+def _init_worker(raw: str) -> None:
+    global RAW
+    RAW = Path(raw)
+    warnings.filterwarnings("ignore", message=".*Overriding environment MinAtar")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("part", nargs="?", default="report", choices=("cartpole", "acrobot", "minatar", "report"))
@@ -266,6 +304,7 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=2_500)
     p.add_argument("--eval-episodes", type=int, default=None, help="default 10 (CartPole), 5 (MinAtar)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each (one per core)")
     p.add_argument("--quick", action="store_true",
                    help="both parts at tiny budgets in a temporary folder (skips what is not installed)")
     a = p.parse_args()
@@ -274,8 +313,10 @@ def main() -> None:
     # sqn_agents.train.make_env re-registers the MinAtar ids on every call; gymnasium warns each time.
     warnings.filterwarnings("ignore", message=".*Overriding environment MinAtar")
 
+    if a.jobs < 1:
+        raise SystemExit(f"--jobs must be at least 1, got {a.jobs}")
     result: dict[str, Any] = {"benchmark": "sample_efficiency", "quick": a.quick, "part": a.part}
-    plots_dir = RESULTS_DIR
+    plots_dir = RESULTS_DIR if a.out.resolve() == DEFAULT_OUT.resolve() else a.out
     have_sb3 = importlib.util.find_spec("stable_baselines3") is not None
     have_minatar = importlib.util.find_spec("minatar") is not None
     algos = [x for x in a.algos if x != "sb3" or have_sb3]
@@ -289,24 +330,30 @@ def main() -> None:
                 run_one(a.out, algo, f"MinAtar/{a.games[0]}-v1", 0, 1_200, 600, 2, None)
         result["skipped"] = ([] if have_sb3 else ["sb3: stable_baselines3 is not installed"]) + (
             [] if have_minatar else ["minatar: not installed"])
-    elif a.part == "cartpole":
-        for seed in a.seeds if a.seeds is not None else [0, 1, 2, 3, 4]:
-            for algo in algos:
-                run_one(a.out, algo, "CartPole-v1", seed, CARTPOLE_STEPS, a.eval_every,
-                        a.eval_episodes or 10, CARTPOLE_THRESHOLD)
-    elif a.part == "acrobot":
-        for seed in a.seeds if a.seeds is not None else [0, 1, 2, 3, 4]:
-            for algo in algos:
-                run_one(a.out, algo, "Acrobot-v1", seed, ACROBOT_STEPS, a.eval_every,
-                        a.eval_episodes or 10, ACROBOT_THRESHOLD)
-    elif a.part == "minatar":
-        if not have_minatar:
-            raise SystemExit("MinAtar is not installed: pip install minatar")
-        for seed in a.seeds if a.seeds is not None else [0, 1, 2]:
-            for game in a.games:
-                for algo in algos:
-                    run_one(a.out, algo, f"MinAtar/{game}-v1", seed, a.frames, a.eval_every,
-                            a.eval_episodes or 5, None)
+    else:
+        # (algo, env_id, seed, steps, eval_every, episodes, threshold), seed-major so that a stopped
+        # command leaves whole seeds behind.
+        tasks: list[tuple[Any, ...]] = []
+        if a.part in ("cartpole", "acrobot"):
+            env_id, steps, thr = (("CartPole-v1", CARTPOLE_STEPS, CARTPOLE_THRESHOLD) if a.part == "cartpole"
+                                  else ("Acrobot-v1", ACROBOT_STEPS, ACROBOT_THRESHOLD))
+            for seed in a.seeds if a.seeds is not None else [0, 1, 2, 3, 4]:
+                tasks += [(algo, env_id, seed, steps, a.eval_every, a.eval_episodes or 10, thr) for algo in algos]
+        elif a.part == "minatar":
+            if not have_minatar:
+                raise SystemExit("MinAtar is not installed: pip install minatar")
+            for seed in a.seeds if a.seeds is not None else [0, 1, 2]:
+                tasks += [(algo, f"MinAtar/{game}-v1", seed, a.frames, a.eval_every, a.eval_episodes or 5, None)
+                          for game in a.games for algo in algos]
+        if a.jobs == 1:
+            for task in tasks:
+                run_one(a.out, *task)
+        else:
+            # A fresh process per run (spawn, maxtasksperchild=1): no state carried between runs.
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(a.jobs, initializer=_init_worker, initargs=(str(RAW),), maxtasksperchild=1) as pool:
+                for res in [pool.apply_async(run_one, (a.out, *task)) for task in tasks]:
+                    res.get()
     summary = report(a.out, plots_dir)
     result.update({"machine": machine_info(), "table": summary["table"], "plots": summary["plots"],
                    "runs_folder": str(a.out)})
