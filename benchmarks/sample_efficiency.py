@@ -42,8 +42,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
-import multiprocessing
 import json
+import multiprocessing
 import subprocess
 import tempfile
 import time
@@ -237,7 +237,7 @@ def plot(runs: list[dict[str, Any]], env_ids: list[str], path: Path, threshold: 
     fig, axes = plt.subplots(rows, cols, figsize=(6.2 * cols, 4 * rows), squeeze=False)
     for ax in axes.flat[len(env_ids):]:
         ax.set_visible(False)
-    for ax, env_id in zip(axes.flat, env_ids):
+    for ax, env_id in zip(axes.flat[:len(env_ids)], env_ids, strict=True):
         for algo in ("sqn", "sb3"):
             rs = [r for r in runs if r["env_id"] == env_id and r["algo"] == algo]
             if not rs:
