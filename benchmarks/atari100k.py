@@ -1,31 +1,43 @@
-"""Atari-100k: ``sqn-train --preset atari-100k`` on several games and seeds, next to SAC-Discrete.
+"""Atari-100k: ``sqn-train --preset atari-100k`` on several games and seeds, next to published baselines.
 
-    python benchmarks/atari100k.py run --games Pong SpaceInvaders --seeds 0 1 2 --jobs 2
-    python benchmarks/atari100k.py report --games Pong SpaceInvaders     # table, plot, RESULT line
-    python benchmarks/atari100k.py --quick                               # < 1 minute smoke run
+    python benchmarks/atari100k.py run --name preset-bf16 --games Breakout Boxing Freeway RoadRunner \\
+        --seeds 0 1 2 --jobs 2 --extra="--config.precision bf16"
+    python benchmarks/atari100k.py report --name preset-bf16    # table, IQM, plot, RESULT line
+    python benchmarks/atari100k.py --quick                      # < 1 minute smoke run (temporary folder)
 
-``run`` starts one ``sqn-train`` process per (game, seed), at most ``--jobs`` at once, each on
-one torch thread, in ``runs/atari100k/<game>__<seed>``; a run whose ``summary.json`` exists is
-not run again, so an interrupted sweep continues where it stopped. ``report`` reads the runs:
-the score of a run is its last greedy evaluation (10 whole games, unclipped score, after 100k
-agent steps = 400k frames); it also plays a uniformly random policy under the same protocol
-(10 games) as a floor. The SAC-Discrete column is Table 1 of Christodoulou (2019),
-arXiv 1910.07207 (mean over 5 seeds at 100k steps; the paper gives no spread).
+``run`` plays one ``python -m sqn_agents --preset atari-100k`` process per (game, seed), at most
+``--jobs`` at once, one torch thread each (``sweep.py``'s runner). Each finished run leaves one small
+JSON file, ``benchmarks/results/atari100k/<name>/ALE-<Game>-v5__default__seed<s>.json`` (evaluation
+curve, final score, wall time, flags, commit): commit it as it lands; a run whose file exists is
+skipped, so a sweep resumes where it stopped, across sessions. ``--extra`` flags go to every run of the
+name (one name = one configuration).
+
+``report`` reads one name's files. The score of a run is its last greedy evaluation (10 whole games,
+unclipped score, after 100k agent steps = 400k frames). Per game: mean ± std over seeds (population
+std), next to SAC-Discrete (Christodoulou 2019, arXiv 1910.07207, Table 1; mean of 5 seeds, no spread),
+data-efficient Rainbow (DER; van Hasselt et al. 2019, the values the Atari-100k literature quotes), and
+a uniformly random policy played under the same protocol here (10 games). Across games: the
+interquartile mean (IQM) of human-normalised scores, ``(score - random) / (human - random)`` with the
+random and human scores of the rliable / DQN Zoo tables, pooled over every run of every game, with a
+95% stratified-bootstrap interval (Agarwal et al. 2021).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from _common import RESULTS_DIR, ROOT, machine_info, print_result, write_json
+from _common import RESULTS_DIR, machine_info, print_result, write_json
+from sweep import run_one
+
+OUT = RESULTS_DIR / "atari100k"
+RAW = RESULTS_DIR / "raw" / "atari100k"  # run folders (git-ignored)
+STEPS, EVAL_EVERY, EVAL_EPISODES = 100_000, 20_000, 10  # the preset's
 
 # Table 1 of arXiv 1910.07207: SAC-Discrete's score after 100k agent steps.
 SAC_DISCRETE_100K = {
@@ -34,34 +46,57 @@ SAC_DISCRETE_100K = {
     "Frostbite": 59.4, "Jamesbond": 68.3, "Kangaroo": 29.3, "MsPacman": 690.9, "Pong": -20.98,
     "Qbert": 280.5, "RoadRunner": 305.3, "Seaquest": 211.6, "SpaceInvaders": 160.8, "UpNDown": 250.7,
 }
+# Data-efficient Rainbow at 100k steps (van Hasselt et al. 2019), the games issue 11 names.
+DER_100K = {"Pong": -19.3, "Breakout": 1.9, "Boxing": 0.2, "Freeway": 27.9, "Kangaroo": 779.3, "RoadRunner": 9600.0}
+# (random, human) scores of the 26 Atari-100k games: rliable's tables, which are DQN Zoo's atari_data.py.
+RANDOM_HUMAN = {
+    "Alien": (227.8, 7127.7), "Amidar": (5.8, 1719.5), "Assault": (222.4, 742.0), "Asterix": (210.0, 8503.3),
+    "BankHeist": (14.2, 753.1), "BattleZone": (2360.0, 37187.5), "Boxing": (0.1, 12.1), "Breakout": (1.7, 30.5),
+    "ChopperCommand": (811.0, 7387.8), "CrazyClimber": (10780.5, 35829.4), "DemonAttack": (152.1, 1971.0),
+    "Freeway": (0.0, 29.6), "Frostbite": (65.2, 4334.7), "Gopher": (257.6, 2412.5), "Hero": (1027.0, 30826.4),
+    "Jamesbond": (29.0, 302.8), "Kangaroo": (52.0, 3035.0), "Krull": (1598.0, 2665.5),
+    "KungFuMaster": (258.5, 22736.3), "MsPacman": (307.3, 6951.6), "Pong": (-20.7, 14.6),
+    "PrivateEye": (24.9, 69571.3), "Qbert": (163.9, 13455.0), "RoadRunner": (11.5, 7845.0),
+    "Seaquest": (68.4, 42054.7), "UpNDown": (533.4, 11693.2),
+}
 
 
-def train_command(game: str, seed: int, out: Path, extra: list[str]) -> list[str]:
-    return [sys.executable, "-m", "sqn_agents", "--preset", "atari-100k", "--env-id", f"ALE/{game}-v5",
-            "--seed", str(seed), "--output-dir", str(out / f"{game}__{seed}"), "--no-progress",
-            "--no-save-replay", *extra]
+# ---------------------------------------------------------------------- aggregate metrics
+def human_normalized(game: str, score: float) -> float:
+    random, human = RANDOM_HUMAN[game]
+    return (score - random) / (human - random)
 
 
-def run_all(games: list[str], seeds: list[int], out: Path, jobs: int, extra: list[str]) -> None:
-    """Run every (game, seed) not yet done, ``jobs`` processes at a time; logs go to <run>.log."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    todo = [(g, s) for s in seeds for g in games if not (out / f"{g}__{s}" / "summary.json").exists()]
-    out.mkdir(parents=True, exist_ok=True)
-    running: list[tuple[str, subprocess.Popen]] = []
-    while todo or running:
-        while todo and len(running) < jobs:
-            game, seed = todo.pop(0)
-            log = open(out / f"{game}__{seed}.log", "w")
-            cmd = train_command(game, seed, out, extra)
-            print("start:", " ".join(cmd[1:]), flush=True)
-            running.append((f"{game}__{seed}", subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                                 cwd=ROOT, env=env)))
-        time.sleep(1.0)
-        for name, proc in list(running):
-            if proc.poll() is not None:
-                running.remove((name, proc))
-                status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {name}.log)"
-                print(f"{name}: {status}", flush=True)
+def iqm(scores: np.ndarray) -> float:
+    """Interquartile mean of all values: drop the lowest and highest ``floor(n / 4)``, average the rest
+    (``scipy.stats.trim_mean(x, 0.25)``, rliable's ``aggregate_iqm``; written here to keep scipy out)."""
+    x = np.sort(np.asarray(scores, dtype=np.float64).ravel())
+    cut = int(0.25 * x.size)
+    return float(x[cut:x.size - cut].mean())
+
+
+def stratified_bootstrap_ci(per_game: list[np.ndarray], stat: Any = iqm, reps: int = 2_000,
+                            level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile interval of ``stat`` when each game's runs are resampled with replacement on their own
+    (rliable's stratified bootstrap: the games are fixed, the seeds are the random part)."""
+    rng = np.random.default_rng(seed)
+    values = [stat(np.concatenate([g[rng.integers(0, g.size, g.size)] for g in per_game])) for _ in range(reps)]
+    lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------- runs
+def run_all(name: str, games: list[str], seeds: list[int], jobs: int, extra: list[str], out: Path, raw: Path,
+            steps: int = STEPS, eval_every: int = EVAL_EVERY, eval_episodes: int = EVAL_EPISODES) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    flags = ["--preset", "atari-100k", *extra]
+    todo = [(f"ALE/{g}-v5", s) for s in seeds for g in games]  # seed-major: whole seeds land first
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        done = list(pool.map(lambda j: run_one(name, j[0], {}, j[1], steps, flags, eval_every, eval_episodes,
+                                               out, raw), todo))
+    if any(r is None for r in done):
+        raise SystemExit("some runs failed (see above)")
 
 
 def random_scores(game: str, episodes: int, seed: int) -> list[float]:
@@ -71,107 +106,128 @@ def random_scores(game: str, episodes: int, seed: int) -> list[float]:
     env = make_env(f"ALE/{game}-v5", PRESETS["atari-100k"].atari)
     env.action_space.seed(seed)
     scores: list[float] = []
-    obs, _ = env.reset(seed=seed)
+    env.reset(seed=seed)
     while len(scores) < episodes:
-        obs, _, terminated, truncated, info = env.step(env.action_space.sample())
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
         if "game" in info:  # the real game ended (a lost life only ends a training episode)
             scores.append(float(info["game"]["r"]))
         if terminated or truncated:
-            obs, _ = env.reset()
+            env.reset()
     env.close()
     return scores
 
 
-def eval_curve(run_dir: Path) -> tuple[list[int], list[float]]:
-    from sqn_agents.train import read_metrics
+# ---------------------------------------------------------------------- report
+def load(out: Path) -> dict[str, list[dict[str, Any]]]:
+    """The finished runs of one name, per game (``Breakout``), sorted by seed."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted(out.glob("ALE-*__seed*.json")):
+        r = json.loads(path.read_text())
+        runs.setdefault(r["env_id"].removeprefix("ALE/").removesuffix("-v5"), []).append(r)
+    return {g: sorted(rs, key=lambda r: r["seed"]) for g, rs in sorted(runs.items())}
 
-    evals = read_metrics(run_dir / "metrics.csv").get("eval", [])
-    return [int(r["env_step"]) for r in evals], [r["eval_return_mean"] for r in evals]
 
-
-def plot(curves: dict[str, list[tuple[list[int], list[float]]]], randoms: dict[str, float], out_png: Path) -> None:
+def plot(runs: dict[str, list[dict[str, Any]]], randoms: dict[str, float], png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 3.6), squeeze=False)
-    for ax, (game, runs) in zip(axes[0], curves.items(), strict=True):
-        n = min(len(s) for s, _ in runs)
-        steps = np.array(runs[0][0][:n])
-        values = np.array([m[:n] for _, m in runs])
+    cols = min(len(runs), 3)
+    rows = -(-len(runs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[len(runs):]:
+        ax.set_visible(False)
+    for ax, (game, rs) in zip(axes.flat[:len(runs)], runs.items(), strict=True):
+        n = min(len(r["evals"]) for r in rs)
+        steps = np.array([e[0] for e in rs[0]["evals"][:n]])
+        values = np.array([[e[1] for e in r["evals"][:n]] for r in rs])
         for v in values:
             ax.plot(steps, v, color="tab:orange", alpha=0.3, linewidth=1)
-        ax.plot(steps, values.mean(0), "o-", color="tab:orange", linewidth=2, label=f"SQN, mean of {len(runs)} seed{'s' * (len(runs) > 1)}")
-        ax.fill_between(steps, values.min(0), values.max(0), color="tab:orange", alpha=0.15, label="min-max")
+        ax.plot(steps, values.mean(0), "o-", color="tab:orange", linewidth=2,
+                label=f"SQN, mean of {len(rs)} seed{'s' * (len(rs) > 1)}")
         if game in SAC_DISCRETE_100K:
             ax.axhline(SAC_DISCRETE_100K[game], color="tab:blue", linestyle="--", label="SAC-Discrete at 100k")
-        ax.axhline(randoms[game], color="gray", linestyle=":", label="uniform random")
+        if game in DER_100K:
+            ax.axhline(DER_100K[game], color="tab:green", linestyle="--", label="DER at 100k")
+        ax.axhline(randoms[game], color="gray", linestyle=":", label="uniform random (measured)")
         ax.set(title=game, xlabel="agent steps (x4 frames)", ylabel="greedy score (10 games)")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
     plt.close(fig)
 
 
-def report(games: list[str], out: Path, save_as: str | None, quick: bool) -> dict:
-    import json
-
-    table, curves, randoms = {}, {}, {}
-    for game in games:
-        runs = sorted(d for d in out.glob(f"{game}__*") if (d / "summary.json").exists())
-        if not runs:
-            print(f"{game}: no finished runs in {out}")
-            continue
-        summaries = [json.loads((d / "summary.json").read_text()) for d in runs]
-        finals = [s["final_eval_return"] for s in summaries]
-        rand = random_scores(game, episodes=2 if quick else 10, seed=123)
-        randoms[game] = float(np.mean(rand))
-        curves[game] = [eval_curve(d) for d in runs]
-        table[game] = {
-            "seeds": [s["seed"] for s in summaries],
-            "sqn_final_per_seed": finals,
-            "sqn_mean": round(statistics.mean(finals), 2),
-            "sqn_std": round(statistics.pstdev(finals), 2),
-            "sac_discrete_paper": SAC_DISCRETE_100K.get(game),
-            "random_mean": round(randoms[game], 2),
-            "env_steps": [s["env_steps"] for s in summaries],
-            "wall_time_s": [s["wall_time_s"] for s in summaries],
+def report(name: str, out: Path, random_episodes: int, save: bool, quick: bool = False) -> dict[str, Any]:
+    runs = load(out)
+    table: dict[str, dict[str, Any]] = {}
+    randoms: dict[str, float] = {}
+    for game, rs in runs.items():
+        finals = [r["final_eval"] for r in rs]
+        randoms[game] = float(np.mean(random_scores(game, random_episodes, seed=123)))
+        row = {
+            "seeds": [r["seed"] for r in rs], "sqn_final_per_seed": finals,
+            "sqn_mean": round(statistics.mean(finals), 2), "sqn_std": round(statistics.pstdev(finals), 2),
+            "sac_discrete_paper": SAC_DISCRETE_100K.get(game), "der_paper": DER_100K.get(game),
+            "random_measured": round(randoms[game], 2),
+            "human_normalized_mean": (round(statistics.mean(human_normalized(game, f) for f in finals), 4)
+                                      if game in RANDOM_HUMAN else None),
+            "env_steps": [r["evals"][-1][0] if r["evals"] else None for r in rs],
+            "wall_time_s": [r["wall_time_s"] for r in rs], "commits": sorted({r["commit"] for r in rs}),
+            "flags": sorted({" ".join(r["extra_flags"]) for r in rs}),
         }
-        row = table[game]
-        print(f"{game:>14}: SQN {row['sqn_mean']:.1f} +- {row['sqn_std']:.1f} (seeds {finals}), "
-              f"SAC-Discrete {row['sac_discrete_paper']}, random {row['random_mean']:.1f}", flush=True)
-    result = {"benchmark": "atari100k", "quick": quick, "machine": machine_info(), "runs": str(out), "table": table}
-    if save_as and table:
-        write_json(RESULTS_DIR / save_as, result)
-        plot(curves, randoms, RESULTS_DIR / Path(save_as).with_suffix(".png").name)
+        row["above_sac_discrete"] = None if row["sac_discrete_paper"] is None else row["sqn_mean"] > row["sac_discrete_paper"]
+        row["at_least_der"] = None if row["der_paper"] is None else row["sqn_mean"] >= row["der_paper"]
+        table[game] = row
+        print(f"{game:>14}: SQN {row['sqn_mean']:.2f} ± {row['sqn_std']:.2f} (seeds {row['seeds']}: {finals}), "
+              f"SAC-Discrete {row['sac_discrete_paper']}, DER {row['der_paper']}, random {randoms[game]:.1f}",
+              flush=True)
+    # The IQM covers the games of the 26-game Atari-100k set only (those have random and human scores).
+    per_game = [np.array([human_normalized(g, r["final_eval"]) for r in rs]) for g, rs in runs.items()
+                if g in RANDOM_HUMAN]
+    aggregate: dict[str, Any] = {}
+    if per_game:
+        pooled = np.concatenate(per_game)
+        aggregate = {"games": [g for g in runs if g in RANDOM_HUMAN], "runs": int(pooled.size),
+                     "iqm_human_normalized": round(iqm(pooled), 4),
+                     "iqm_95ci": [round(x, 4) for x in stratified_bootstrap_ci(per_game)],
+                     "mean_human_normalized": round(float(pooled.mean()), 4),
+                     "median_of_game_means": round(float(np.median([g.mean() for g in per_game])), 4)}
+        print(f"IQM of human-normalised scores over {aggregate['runs']} runs of {len(per_game)} games: "
+              f"{aggregate['iqm_human_normalized']} (95% CI {aggregate['iqm_95ci']})", flush=True)
+    result = {"benchmark": "atari100k", "quick": quick, "name": name, "runs_folder": str(out), "table": table,
+              "aggregate": aggregate, "machine": machine_info()}
+    if save and table:
+        write_json(RESULTS_DIR / f"atari100k_{name}.json", result)
+        plot(runs, randoms, RESULTS_DIR / f"atari100k_{name}.png")
     return result
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", choices=["run", "report"], default="report")
-    p.add_argument("--games", nargs="+", default=["Pong", "SpaceInvaders"])
+    p.add_argument("--name", default="preset", help="one configuration's folder under benchmarks/results/atari100k")
+    p.add_argument("--games", nargs="+", default=["Breakout", "Boxing", "Freeway", "RoadRunner"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
-    p.add_argument("--out", default=str(ROOT / "runs" / "atari100k"), help="folder of the run folders")
-    p.add_argument("--save-as", default="atari100k.json", help="results JSON (and PNG) under benchmarks/results")
+    p.add_argument("--extra", default="", help="flags for every run of this name, e.g. '--config.precision bf16'")
     p.add_argument("--quick", action="store_true", help="one 600-step Pong run and its report, into a temp folder")
     a = p.parse_args()
     if a.quick:
-        out = Path(tempfile.mkdtemp(prefix="sqn-atari100k-"))
-        run_all(["Pong"], [0], out, jobs=1, extra=["--total-steps", "600", "--config.learning-starts", "300",
-                                                    "--eval-every", "600", "--eval-episodes", "1"])
-        print_result(report(["Pong"], out, save_as=None, quick=True))
+        tmp = Path(tempfile.mkdtemp(prefix="sqn-atari100k-"))
+        out = tmp / "results"
+        run_all("quick", ["Pong"], [0], 1, ["--config.learning-starts", "300"], out, tmp / "raw",
+                steps=600, eval_every=600, eval_episodes=1)
+        print_result(report("quick", out, random_episodes=2, save=False, quick=True))
         return
-    out = Path(a.out)
+    out = OUT / a.name
     if a.command == "run":
-        run_all(a.games, a.seeds, out, a.jobs, extra=[])
-    print_result(report(a.games, out, a.save_as, quick=False))
+        run_all(a.name, a.games, a.seeds, a.jobs, a.extra.split(), out, RAW / a.name)
+    print_result(report(a.name, out, random_episodes=10, save=True))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,44 @@
+"""The Atari-100k report's aggregate metrics (benchmarks/atari100k.py) against values computed by hand."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+atari100k = pytest.importorskip("atari100k")
+
+
+def test_human_normalized_maps_random_to_0_and_human_to_1():
+    assert atari100k.human_normalized("Breakout", 1.7) == 0.0
+    assert atari100k.human_normalized("Breakout", 30.5) == pytest.approx(1.0)
+    assert atari100k.human_normalized("Pong", -20.7 + 0.5 * 35.3) == pytest.approx(0.5)
+
+
+def test_iqm_drops_a_quarter_at_each_end():
+    # 8 values: drop the 2 lowest and the 2 highest, average 3, 4, 5, 6.
+    assert atari100k.iqm(np.array([100.0, 1, 5, 3, -50, 4, 6, 9])) == pytest.approx(4.5)
+    # 6 values: floor(1.5) = 1 from each end -> mean of the middle 4.
+    assert atari100k.iqm(np.array([0.0, 1, 2, 3, 4, 1000])) == pytest.approx(2.5)
+    # Fewer than 4 values: nothing is cut.
+    assert atari100k.iqm(np.array([1.0, 2, 6])) == pytest.approx(3.0)
+
+
+def test_iqm_matches_scipy_trim_mean():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    x = np.random.default_rng(0).normal(size=(7, 5))
+    assert atari100k.iqm(x) == pytest.approx(scipy_stats.trim_mean(x, 0.25, axis=None))
+
+
+def test_stratified_bootstrap_resamples_within_games():
+    # One seed per game: every resample is the data itself, so the interval is a point.
+    games = [np.array([0.1]), np.array([0.5]), np.array([0.9]), np.array([2.0])]
+    lo, hi = atari100k.stratified_bootstrap_ci(games, reps=50)
+    assert lo == hi == pytest.approx(atari100k.iqm(np.array([0.1, 0.5, 0.9, 2.0])))
+    # Spread within games: the interval brackets the point estimate and stays within the data's range.
+    games = [np.array([0.0, 1.0, 2.0]), np.array([3.0, 4.0, 5.0])]
+    lo, hi = atari100k.stratified_bootstrap_ci(games, reps=500)
+    assert 0.0 <= lo < atari100k.iqm(np.concatenate(games)) < hi <= 5.0
