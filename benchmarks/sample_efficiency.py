@@ -17,7 +17,8 @@ run length (the mean greedy return over the run; ``benchmarks/cartpole_seeds.py`
 
 * SQN: ``sqn_agents.train.train`` (the sqn-train loop) with the ``SQNConfig`` defaults on classic
   control and ``--preset minatar``'s learner on MinAtar (its ``config``; the budget and evaluation
-  are this script's flags). Each run records which (``sqn_setup``).
+  are this script's flags). ``--sqn-set FIELD=VALUE`` changes one ``SQNConfig`` field of SQN's runs
+  (a sweep: one ``--out`` per value). Each run records its setup (``sqn_setup``).
 * SB3 DQN on CartPole-v1 and Acrobot-v1: the rl-baselines3-zoo hyperparameters for each env
   (``hyperparams/dqn.yml`` of DLR-RM/rl-baselines3-zoo, commit ce95481b041f; ``SB3_ZOO``).
   With ``train_freq`` 256 SB3 finishes its last rollout, so it runs 50,176 env steps on CartPole;
@@ -65,6 +66,7 @@ from _common import (
     write_json,
 )
 
+from sqn_agents.config import SQNConfig
 from sqn_agents.train import PRESETS, TrainArgs, make_env, read_metrics, train
 
 DEFAULT_OUT = RESULTS_DIR / "sample_efficiency"
@@ -126,13 +128,30 @@ def short_machine() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- runs
-def run_sqn(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) -> dict[str, Any]:
-    run_dir = RAW / "sample_efficiency" / f"{env_id.replace('/', '-')}__sqn__seed{seed}__{steps}"
+def parse_sqn_set(items: list[str]) -> dict[str, Any]:
+    """``["target_entropy_ratio=0.3"]`` -> ``{"target_entropy_ratio": 0.3}``, typed like the SQNConfig default."""
+    defaults = SQNConfig()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not hasattr(defaults, key):
+            raise SystemExit(f"--sqn-set {item!r}: expected FIELD=VALUE with FIELD an SQNConfig field")
+        kind = type(getattr(defaults, key))
+        out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
+    return out
+
+
+def run_sqn(env_id: str, seed: int, steps: int, eval_every: int, episodes: int,
+            sqn_set: dict[str, Any] | None = None) -> dict[str, Any]:
+    sqn_set = sqn_set or {}
+    tag = "".join(f"__{k}={v}" for k, v in sqn_set.items())
+    run_dir = RAW / "sample_efficiency" / f"{env_id.replace('/', '-')}__sqn__seed{seed}__{steps}{tag}"
     setup = "--preset minatar" if env_id.startswith("MinAtar/") else "defaults"
     base = PRESETS["minatar"] if setup == "--preset minatar" else TrainArgs()
+    setup += "".join(f", {k}={v}" for k, v in sqn_set.items())
     args = dataclasses.replace(base, env_id=env_id, total_steps=steps, seed=seed, device="cpu",
                                eval_every=eval_every, eval_episodes=episodes, progress=False, save_replay=False,
-                               output_dir=str(run_dir))
+                               output_dir=str(run_dir), config=dataclasses.replace(base.config, **sqn_set))
     summary = train(args)
     evals = read_metrics(run_dir / "metrics.csv").get("eval", [])
     return {"evals": [[int(r["env_step"]), r["eval_return_mean"], r["eval_return_std"]] for r in evals],
@@ -161,7 +180,7 @@ def record_path(out: Path, algo: str, env_id: str, seed: int) -> Path:
 
 
 def run_one(out: Path, algo: str, env_id: str, seed: int, steps: int, eval_every: int, episodes: int,
-            threshold: float | None) -> dict[str, Any]:
+            threshold: float | None, sqn_set: dict[str, Any] | None = None) -> dict[str, Any]:
     path = record_path(out, algo, env_id, seed)
     if path.exists():
         old = json.loads(path.read_text())
@@ -173,7 +192,10 @@ def run_one(out: Path, algo: str, env_id: str, seed: int, steps: int, eval_every
                          f"episodes); use another --out")
     torch.set_num_threads(1)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    res = (run_sqn if algo == "sqn" else run_sb3)(env_id, seed, steps, eval_every, episodes)
+    if algo == "sqn":
+        res = run_sqn(env_id, seed, steps, eval_every, episodes, sqn_set)
+    else:
+        res = run_sb3(env_id, seed, steps, eval_every, episodes)
     steps_ = [e[0] for e in res["evals"]]
     means = [e[1] for e in res["evals"]]
     record = {"algo": algo, "env_id": env_id, "seed": seed, "total_steps": steps, "eval_every": eval_every,
@@ -305,6 +327,8 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=None, help="default 10 (CartPole), 5 (MinAtar)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--jobs", type=int, default=1, help="runs at a time, one process each (one per core)")
+    p.add_argument("--sqn-set", nargs="*", default=[], metavar="FIELD=VALUE",
+                   help="SQNConfig fields to change in SQN's runs (use a separate --out)")
     p.add_argument("--quick", action="store_true",
                    help="both parts at tiny budgets in a temporary folder (skips what is not installed)")
     a = p.parse_args()
@@ -320,6 +344,7 @@ def main() -> None:
     have_sb3 = importlib.util.find_spec("stable_baselines3") is not None
     have_minatar = importlib.util.find_spec("minatar") is not None
     algos = [x for x in a.algos if x != "sb3" or have_sb3]
+    sqn_set = parse_sqn_set(a.sqn_set)
     if a.quick:
         a.out = Path(tempfile.mkdtemp(prefix="sqn-sample-eff-"))
         plots_dir, RAW = a.out, a.out / "raw"
@@ -347,12 +372,12 @@ def main() -> None:
                           for game in a.games for algo in algos]
         if a.jobs == 1:
             for task in tasks:
-                run_one(a.out, *task)
+                run_one(a.out, *task, sqn_set)
         else:
             # A fresh process per run (spawn, maxtasksperchild=1): no state carried between runs.
             ctx = multiprocessing.get_context("spawn")
             with ctx.Pool(a.jobs, initializer=_init_worker, initargs=(str(RAW),), maxtasksperchild=1) as pool:
-                for res in [pool.apply_async(run_one, (a.out, *task)) for task in tasks]:
+                for res in [pool.apply_async(run_one, (a.out, *task, sqn_set)) for task in tasks]:
                     res.get()
     summary = report(a.out, plots_dir)
     result.update({"machine": machine_info(), "table": summary["table"], "plots": summary["plots"],
