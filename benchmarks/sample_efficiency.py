@@ -153,6 +153,9 @@ def run_sqn(env_id: str, seed: int, steps: int, eval_every: int, episodes: int,
                                eval_every=eval_every, eval_episodes=episodes, progress=False, save_replay=False,
                                output_dir=str(run_dir), config=dataclasses.replace(base.config, **sqn_set))
     summary = train(args)
+    if summary.get("stopped_by"):  # SIGTERM / Ctrl-C: train() returns early; a part-run must not be stored
+        raise RuntimeError(f"{env_id} seed {seed}: stopped by {summary['stopped_by']} at "
+                           f"{summary['env_steps']} of {steps} steps; not recorded")
     evals = read_metrics(run_dir / "metrics.csv").get("eval", [])
     return {"evals": [[int(r["env_step"]), r["eval_return_mean"], r["eval_return_std"]] for r in evals],
             "sqn_setup": setup, "wall_time_s": summary["wall_time_s"], "hyperparameters": args.config.to_dict(),

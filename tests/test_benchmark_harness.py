@@ -1,0 +1,39 @@
+"""The benchmark harness stores only finished runs (benchmarks/sample_efficiency.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sample_efficiency = pytest.importorskip("sample_efficiency")
+
+
+def test_a_run_stopped_by_a_signal_is_not_recorded(tmp_path, monkeypatch):
+    # train() returns early with stopped_by set when SIGTERM / SIGINT arrives (the preemption contract).
+    monkeypatch.setattr(sample_efficiency, "train",
+                        lambda args: {"stopped_by": "SIGTERM", "env_steps": 17_989, "wall_time_s": 1.0})
+    monkeypatch.setattr(sample_efficiency, "RAW", tmp_path / "raw")
+    with pytest.raises(RuntimeError, match="stopped by SIGTERM at 17989 of 50000 steps"):
+        sample_efficiency.run_one(tmp_path, "sqn", "CartPole-v1", 0, 50_000, 10_000, 10, None)
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_a_stored_run_is_skipped_and_a_different_one_refused(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(sample_efficiency, "train", lambda args: calls.append(args))
+    record = {"total_steps": 1_000, "eval_every": 500, "eval_episodes": 2, "final_eval": 9.0}
+    sample_efficiency.write_json(sample_efficiency.record_path(tmp_path, "sqn", "CartPole-v1", 0), record)
+    assert sample_efficiency.run_one(tmp_path, "sqn", "CartPole-v1", 0, 1_000, 500, 2, None) == record
+    with pytest.raises(SystemExit, match="another budget or evaluation"):
+        sample_efficiency.run_one(tmp_path, "sqn", "CartPole-v1", 0, 2_000, 500, 2, None)
+    assert calls == []
+
+
+def test_sqn_set_types_values_like_the_config_and_rejects_unknown_fields():
+    assert sample_efficiency.parse_sqn_set(["target_entropy_ratio=0.3", "n_step=2", "autotune_alpha=false"]) == {
+        "target_entropy_ratio": 0.3, "n_step": 2, "autotune_alpha": False}
+    with pytest.raises(SystemExit, match="not_a_field"):
+        sample_efficiency.parse_sqn_set(["not_a_field=1"])
