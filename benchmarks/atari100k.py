@@ -46,7 +46,7 @@ SAC_DISCRETE_100K = {
     "Frostbite": 59.4, "Jamesbond": 68.3, "Kangaroo": 29.3, "MsPacman": 690.9, "Pong": -20.98,
     "Qbert": 280.5, "RoadRunner": 305.3, "Seaquest": 211.6, "SpaceInvaders": 160.8, "UpNDown": 250.7,
 }
-# Data-efficient Rainbow at 100k steps (van Hasselt et al. 2019), the games issue 11 names.
+# Data-efficient Rainbow at 100k steps (van Hasselt et al. 2019): six of its games, the ones this project runs first.
 DER_100K = {"Pong": -19.3, "Breakout": 1.9, "Boxing": 0.2, "Freeway": 27.9, "Kangaroo": 779.3, "RoadRunner": 9600.0}
 # (random, human) scores of the 26 Atari-100k games: rliable's tables, which are DQN Zoo's atari_data.py.
 RANDOM_HUMAN = {

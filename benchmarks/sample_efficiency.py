@@ -141,14 +141,19 @@ def parse_sqn_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def sqn_setup(env_id: str, sqn_set: dict[str, Any]) -> str:
+    """What SQN's run of ``env_id`` starts from, and the fields changed: stored as the run's ``sqn_setup``."""
+    base = "--preset minatar" if env_id.startswith("MinAtar/") else "defaults"
+    return base + "".join(f", {k}={v}" for k, v in sqn_set.items())
+
+
 def run_sqn(env_id: str, seed: int, steps: int, eval_every: int, episodes: int,
             sqn_set: dict[str, Any] | None = None) -> dict[str, Any]:
     sqn_set = sqn_set or {}
     tag = "".join(f"__{k}={v}" for k, v in sqn_set.items())
     run_dir = RAW / "sample_efficiency" / f"{env_id.replace('/', '-')}__sqn__seed{seed}__{steps}{tag}"
-    setup = "--preset minatar" if env_id.startswith("MinAtar/") else "defaults"
-    base = PRESETS["minatar"] if setup == "--preset minatar" else TrainArgs()
-    setup += "".join(f", {k}={v}" for k, v in sqn_set.items())
+    setup = sqn_setup(env_id, sqn_set)
+    base = PRESETS["minatar"] if env_id.startswith("MinAtar/") else TrainArgs()
     args = dataclasses.replace(base, env_id=env_id, total_steps=steps, seed=seed, device="cpu",
                                eval_every=eval_every, eval_episodes=episodes, progress=False, save_replay=False,
                                output_dir=str(run_dir), config=dataclasses.replace(base.config, **sqn_set))
@@ -187,12 +192,16 @@ def run_one(out: Path, algo: str, env_id: str, seed: int, steps: int, eval_every
     path = record_path(out, algo, env_id, seed)
     if path.exists():
         old = json.loads(path.read_text())
-        if (old["total_steps"], old["eval_every"], old["eval_episodes"]) == (steps, eval_every, episodes):
-            print(f"{env_id} {algo} seed {seed}: stored in {path.name}, skipped", flush=True)
-            return old
-        raise SystemExit(f"{path} holds a run with another budget or evaluation "
-                         f"({old['total_steps']} steps, eval every {old['eval_every']}, {old['eval_episodes']} "
-                         f"episodes); use another --out")
+        if (old["total_steps"], old["eval_every"], old["eval_episodes"]) != (steps, eval_every, episodes):
+            raise SystemExit(f"{path} holds a run with another budget or evaluation "
+                             f"({old['total_steps']} steps, eval every {old['eval_every']}, {old['eval_episodes']} "
+                             f"episodes); use another --out")
+        # Files from before sqn_setup was recorded ran the defaults of their time.
+        if algo == "sqn" and old.get("sqn_setup", "defaults") != sqn_setup(env_id, sqn_set or {}):
+            raise SystemExit(f"{path} holds an SQN run of another setup ({old.get('sqn_setup', 'defaults')!r}, "
+                             f"not {sqn_setup(env_id, sqn_set or {})!r}); use another --out")
+        print(f"{env_id} {algo} seed {seed}: stored in {path.name}, skipped", flush=True)
+        return old
     torch.set_num_threads(1)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     if algo == "sqn":

@@ -29,6 +29,8 @@ def test_a_stored_run_is_skipped_and_a_different_one_refused(tmp_path, monkeypat
     assert sample_efficiency.run_one(tmp_path, "sqn", "CartPole-v1", 0, 1_000, 500, 2, None) == record
     with pytest.raises(SystemExit, match="another budget or evaluation"):
         sample_efficiency.run_one(tmp_path, "sqn", "CartPole-v1", 0, 2_000, 500, 2, None)
+    with pytest.raises(SystemExit, match="another setup"):
+        sample_efficiency.run_one(tmp_path, "sqn", "CartPole-v1", 0, 1_000, 500, 2, None, {"n_step": 1})
     assert calls == []
 
 
