@@ -137,6 +137,8 @@ def parse_sqn_set(items: list[str]) -> dict[str, Any]:
         if not sep or not hasattr(defaults, key):
             raise SystemExit(f"--sqn-set {item!r}: expected FIELD=VALUE with FIELD an SQNConfig field")
         kind = type(getattr(defaults, key))
+        if kind not in (bool, int, float, str):  # tuples, None defaults: sweep.py passes them to the CLI's parser
+            raise SystemExit(f"--sqn-set {item!r}: only bool, int, float and str fields; use benchmarks/sweep.py")
         out[key] = (value.lower() in ("1", "true", "yes")) if kind is bool else kind(value)
     return out
 
@@ -190,6 +192,7 @@ def record_path(out: Path, algo: str, env_id: str, seed: int) -> Path:
 def run_one(out: Path, algo: str, env_id: str, seed: int, steps: int, eval_every: int, episodes: int,
             threshold: float | None, sqn_set: dict[str, Any] | None = None) -> dict[str, Any]:
     path = record_path(out, algo, env_id, seed)
+    setup = sqn_setup(env_id, sqn_set or {})
     if path.exists():
         old = json.loads(path.read_text())
         if (old["total_steps"], old["eval_every"], old["eval_episodes"]) != (steps, eval_every, episodes):
@@ -197,9 +200,9 @@ def run_one(out: Path, algo: str, env_id: str, seed: int, steps: int, eval_every
                              f"({old['total_steps']} steps, eval every {old['eval_every']}, {old['eval_episodes']} "
                              f"episodes); use another --out")
         # Files from before sqn_setup was recorded ran the defaults of their time.
-        if algo == "sqn" and old.get("sqn_setup", "defaults") != sqn_setup(env_id, sqn_set or {}):
+        if algo == "sqn" and old.get("sqn_setup", "defaults") != setup:
             raise SystemExit(f"{path} holds an SQN run of another setup ({old.get('sqn_setup', 'defaults')!r}, "
-                             f"not {sqn_setup(env_id, sqn_set or {})!r}); use another --out")
+                             f"not {setup!r}); use another --out")
         print(f"{env_id} {algo} seed {seed}: stored in {path.name}, skipped", flush=True)
         return old
     torch.set_num_threads(1)

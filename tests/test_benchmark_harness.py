@@ -39,3 +39,5 @@ def test_sqn_set_types_values_like_the_config_and_rejects_unknown_fields():
         "target_entropy_ratio": 0.3, "n_step": 2, "autotune_alpha": False}
     with pytest.raises(SystemExit, match="not_a_field"):
         sample_efficiency.parse_sqn_set(["not_a_field=1"])
+    with pytest.raises(SystemExit, match="only bool, int, float and str fields"):
+        sample_efficiency.parse_sqn_set(["hidden_sizes=64"])
