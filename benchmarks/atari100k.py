@@ -2,6 +2,7 @@
 
     python benchmarks/atari100k.py run --name preset-bf16 --games Breakout Boxing Freeway RoadRunner \\
         --seeds 0 1 2 --jobs 2 --extra="--config.precision bf16"
+    python benchmarks/atari100k.py evaluate --name preset-bf16  # 30 greedy games of each final checkpoint
     python benchmarks/atari100k.py report --name preset-bf16    # table, IQM, plot, RESULT line
     python benchmarks/atari100k.py --quick                      # < 1 minute smoke run (temporary folder)
 
@@ -12,8 +13,14 @@ curve, final score, wall time, flags, commit): commit it as it lands; a run whos
 skipped, so a sweep resumes where it stopped, across sessions. ``--extra`` flags go to every run of the
 name (one name = one configuration).
 
-``report`` reads one name's files. The score of a run is its last greedy evaluation (10 whole games,
-unclipped score, after 100k agent steps = 400k frames). Per game: mean ± std over seeds (population
+``evaluate`` plays ``--final-games`` (30) whole greedy games with each finished run's final checkpoint
+(in its run folder, which stays on the machine that trained it) and adds them to the run's file. The
+games start from the seeds of the run's evaluations, so the first 10 must replay the run's last
+evaluation exactly, or the run is refused.
+
+``report`` reads one name's files. The score of a run is the mean unclipped score of its final policy
+after 100k agent steps (400k frames): over the 30 ``evaluate`` games when every run has them, else over
+the 10 games of its last evaluation. Per game: mean ± std over seeds (population
 std), next to SAC-Discrete (Christodoulou 2019, arXiv 1910.07207, Table 1; mean of 5 seeds, no spread),
 data-efficient Rainbow (DER; van Hasselt et al. 2019, the values the Atari-100k literature quotes), and
 a uniformly random policy played under the same protocol here (10 games). Across games: the
@@ -28,6 +35,7 @@ import argparse
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +46,7 @@ from sweep import run_one
 OUT = RESULTS_DIR / "atari100k"
 RAW = RESULTS_DIR / "raw" / "atari100k"  # run folders (git-ignored)
 STEPS, EVAL_EVERY, EVAL_EPISODES = 100_000, 20_000, 10  # the preset's
+FINAL_GAMES = 30  # ``evaluate``: the Atari-100k protocol's games of the final policy (the preset evaluates 10)
 
 # Table 1 of arXiv 1910.07207: SAC-Discrete's score after 100k agent steps.
 SAC_DISCRETE_100K = {
@@ -97,6 +106,61 @@ def run_all(name: str, games: list[str], seeds: list[int], jobs: int, extra: lis
                                                out, raw), todo))
     if any(r is None for r in done):
         raise SystemExit("some runs failed (see above)")
+
+
+def final_games(path: Path, games: int) -> dict[str, Any]:
+    """``games`` whole greedy games of a finished run's final checkpoint, stored in its file as ``final_games``.
+
+    The games start from the seeds of the run's own evaluations (``EVAL_SEED``), so the first
+    ``eval_episodes`` of them must replay the run's last evaluation score exactly: that checks the
+    checkpoint, the env settings and the code against the run before any new game counts.
+    """
+    import torch
+
+    from sqn_agents import SQNAgent
+    from sqn_agents.loop import evaluate
+    from sqn_agents.train import EVAL_SEED, TrainArgs, make_env, resume_args
+
+    torch.set_num_threads(1)
+    record = json.loads(path.read_text())
+    command = record["command"].split()
+    run_dir = Path(command[command.index("--output-dir") + 1])
+    if not (run_dir / "checkpoint" / "checkpoint.json").is_file():
+        raise FileNotFoundError(f"{path.name}: no checkpoint in {run_dir} (run folders are not committed; play the "
+                                "games on the machine that trained the run)")
+    args, _ = resume_args(TrainArgs(resume=str(run_dir)), explicit=())  # the run's own flags, from its args.json
+    env = make_env(args.env_id, args.atari)
+    agent = SQNAgent.load(run_dir / "checkpoint", device="cpu", observation_space=env.observation_space,
+                          action_space=env.action_space)
+    if agent.env_steps != record["total_steps"]:
+        raise ValueError(f"{path.name}: the checkpoint in {run_dir} is at step {agent.env_steps}, "
+                         f"not the run's last step {record['total_steps']}")
+    t0 = time.perf_counter()
+    scores = evaluate(agent, env, games, seed=EVAL_SEED + args.seed)
+    env.close()
+    replayed = float(np.mean(scores[:record["eval_episodes"]]))
+    if not np.isclose(replayed, record["final_eval"]):
+        raise ValueError(f"{path.name}: the first {record['eval_episodes']} games score {replayed}, not the run's last "
+                         f"evaluation {record['final_eval']}: the checkpoint or the env settings differ from the run's")
+    return {"games": games, "first_seed": EVAL_SEED + args.seed, "scores": scores,
+            "mean": round(float(np.mean(scores)), 2), "std": round(float(np.std(scores)), 2),
+            "wall_time_s": round(time.perf_counter() - t0, 1)}
+
+
+def play_all(out: Path, games: int, jobs: int) -> None:
+    """``final_games`` for every run file of ``out`` that lacks them (or has fewer games), ``jobs`` at a time,
+    each in a fresh spawned process (one torch thread); each file is rewritten as its games end."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    todo = [p for p in sorted(out.glob("ALE-*__seed*.json"))
+            if json.loads(p.read_text()).get("final_games", {}).get("games") != games]
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for path, played in zip(todo, pool.map(final_games, todo, [games] * len(todo)), strict=True):
+            record = json.loads(path.read_text())
+            write_json(path, {**record, "final_games": played})
+            print(f"{path.name}: {games} games {played['mean']} ± {played['std']} "
+                  f"(the run's last evaluation, replayed: {record['final_eval']}), {played['wall_time_s']} s", flush=True)
 
 
 def random_scores(game: str, episodes: int, seed: int) -> list[float]:
@@ -164,13 +228,18 @@ def plot(runs: dict[str, list[dict[str, Any]]], randoms: dict[str, float], png: 
 
 def report(name: str, out: Path, random_episodes: int, save: bool, quick: bool = False) -> dict[str, Any]:
     runs = load(out)
+    # A run's score: the mean of its final checkpoint's ``evaluate`` games when every run has them, else its last
+    # evaluation (10 games); one rule for the whole table, so that the IQM pools like with like.
+    games = {r.get("final_games", {}).get("games") for rs in runs.values() for r in rs}
+    per_run_games = games.pop() if len(games) == 1 and None not in games else None
     table: dict[str, dict[str, Any]] = {}
     randoms: dict[str, float] = {}
     for game, rs in runs.items():
-        finals = [r["final_eval"] for r in rs]
+        finals = [r["final_games"]["mean"] if per_run_games else r["final_eval"] for r in rs]
         randoms[game] = float(np.mean(random_scores(game, random_episodes, seed=123)))
         row = {
             "seeds": [r["seed"] for r in rs], "sqn_final_per_seed": finals,
+            "last_eval_per_seed": [r["final_eval"] for r in rs],
             "sqn_mean": round(statistics.mean(finals), 2), "sqn_std": round(statistics.pstdev(finals), 2),
             "sac_discrete_paper": SAC_DISCRETE_100K.get(game), "der_paper": DER_100K.get(game),
             "random_measured": round(randoms[game], 2),
@@ -187,7 +256,7 @@ def report(name: str, out: Path, random_episodes: int, save: bool, quick: bool =
               f"SAC-Discrete {row['sac_discrete_paper']}, DER {row['der_paper']}, random {randoms[game]:.1f}",
               flush=True)
     # The IQM covers the games of the 26-game Atari-100k set only (those have random and human scores).
-    per_game = [np.array([human_normalized(g, r["final_eval"]) for r in rs]) for g, rs in runs.items()
+    per_game = [np.array([human_normalized(g, f) for f in table[g]["sqn_final_per_seed"]]) for g in runs
                 if g in RANDOM_HUMAN]
     aggregate: dict[str, Any] = {}
     if per_game:
@@ -199,7 +268,11 @@ def report(name: str, out: Path, random_episodes: int, save: bool, quick: bool =
                      "median_of_game_means": round(float(np.median([g.mean() for g in per_game])), 4)}
         print(f"IQM of human-normalised scores over {aggregate['runs']} runs of {len(per_game)} games: "
               f"{aggregate['iqm_human_normalized']} (95% CI {aggregate['iqm_95ci']})", flush=True)
-    result = {"benchmark": "atari100k", "quick": quick, "name": name, "runs_folder": str(out), "table": table,
+    score = (f"mean of {per_run_games} greedy games of the final checkpoint" if per_run_games else
+             "the last greedy evaluation (mean of the run's eval_episodes games)")
+    print(f"score of a run: {score}", flush=True)
+    result = {"benchmark": "atari100k", "quick": quick, "name": name, "runs_folder": str(out), "score": score,
+              "table": table,
               "aggregate": aggregate, "machine": machine_info()}
     if save and table:
         write_json(RESULTS_DIR / f"atari100k_{name}.json", result)
@@ -209,12 +282,13 @@ def report(name: str, out: Path, random_episodes: int, save: bool, quick: bool =
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("command", nargs="?", choices=["run", "report"], default="report")
+    p.add_argument("command", nargs="?", choices=["run", "evaluate", "report"], default="report")
     p.add_argument("--name", default="preset", help="one configuration's folder under benchmarks/results/atari100k")
     p.add_argument("--games", nargs="+", default=["Breakout", "Boxing", "Freeway", "RoadRunner"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
     p.add_argument("--extra", default="", help="flags for every run of this name, e.g. '--config.precision bf16'")
+    p.add_argument("--final-games", type=int, default=FINAL_GAMES, help="evaluate: greedy games per final checkpoint")
     p.add_argument("--quick", action="store_true", help="one 600-step Pong run and its report, into a temp folder")
     a = p.parse_args()
     if a.quick:
@@ -222,11 +296,14 @@ def main() -> None:
         out = tmp / "results"
         run_all("quick", ["Pong"], [0], 1, ["--config.learning-starts", "300"], out, tmp / "raw",
                 steps=600, eval_every=600, eval_episodes=1)
+        play_all(out, games=2, jobs=1)
         print_result(report("quick", out, random_episodes=2, save=False, quick=True))
         return
     out = OUT / a.name
     if a.command == "run":
         run_all(a.name, a.games, a.seeds, a.jobs, a.extra.split(), out, RAW / a.name)
+    if a.command == "evaluate":
+        play_all(out, a.final_games, a.jobs)
     print_result(report(a.name, out, random_episodes=10, save=True))
 
 

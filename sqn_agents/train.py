@@ -161,6 +161,11 @@ PRESETS: dict[str, TrainArgs] = {
 }
 
 
+# Episode i of every greedy evaluation of a run with seed s starts from env.reset(seed=EVAL_SEED + s + i): each
+# evaluation plays the same starts, so a run's curve compares policies, not luck, and a checkpoint replays it.
+EVAL_SEED = 10_000
+
+
 # ---------------------------------------------------------------------- envs
 def make_env(env_id: str, atari: AtariOptions | None = None, **kwargs: Any) -> gym.Env:
     """``gym.make``, with the Atari preprocessing for ALE ids and MinAtar registration for MinAtar ids."""
@@ -635,7 +640,7 @@ def _evaluate_and_log(args: TrainArgs, agent: SQNAgent, eval_env: gym.Env, preem
                       evals: list[tuple[int, float]], step: int, wall: float) -> bool:
     """A greedy evaluation, recorded in ``evals``, the log and the progress bar, for both loops. False when a
     signal abandoned it (the resumed run evaluates at its first step)."""
-    rets = preemption.evaluate(agent, eval_env, args.eval_episodes, seed=10_000 + args.seed)
+    rets = preemption.evaluate(agent, eval_env, args.eval_episodes, seed=EVAL_SEED + args.seed)
     if rets is None:
         return False
     evals.append((step, float(np.mean(rets))))

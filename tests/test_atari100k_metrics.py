@@ -42,3 +42,33 @@ def test_stratified_bootstrap_resamples_within_games():
     games = [np.array([0.0, 1.0, 2.0]), np.array([3.0, 4.0, 5.0])]
     lo, hi = atari100k.stratified_bootstrap_ci(games, reps=500)
     assert 0.0 <= lo < atari100k.iqm(np.concatenate(games)) < hi <= 5.0
+
+
+def _run_file(folder: Path, game: str, seed: int, last_eval: float, final_games: list[float] | None) -> None:
+    record = {"env_id": f"ALE/{game}-v5", "seed": seed, "total_steps": 100_000, "eval_episodes": 10,
+              "evals": [[100_000, last_eval, 0.0]], "final_eval": last_eval, "wall_time_s": 1.0,
+              "commit": "abc1234", "extra_flags": [], "command": "python -m sqn_agents --output-dir /nowhere"}
+    if final_games is not None:
+        record["final_games"] = {"games": len(final_games), "mean": float(np.mean(final_games))}
+    atari100k.write_json(folder / f"ALE-{game}-v5__default__seed{seed}.json", record)
+
+
+def test_report_scores_by_the_final_games_only_when_every_run_has_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(atari100k, "random_scores", lambda game, episodes, seed: [1.7])  # Breakout's rliable random
+    _run_file(tmp_path, "Breakout", 0, last_eval=10.0, final_games=[4.0, 8.0, 12.0])  # mean 8.0
+    _run_file(tmp_path, "Breakout", 1, last_eval=20.0, final_games=None)
+    row = atari100k.report("t", tmp_path, random_episodes=1, save=False)["table"]["Breakout"]
+    assert row["sqn_final_per_seed"] == [10.0, 20.0]  # one run lacks them: every run is scored by its last evaluation
+    _run_file(tmp_path, "Breakout", 1, last_eval=20.0, final_games=[15.0, 16.0, 17.0])
+    result = atari100k.report("t", tmp_path, random_episodes=1, save=False)
+    row = result["table"]["Breakout"]
+    assert row["sqn_final_per_seed"] == [8.0, 16.0] and row["last_eval_per_seed"] == [10.0, 20.0]
+    assert row["sqn_mean"] == 12.0 and result["score"].startswith("mean of 3 greedy games")
+    # IQM of two runs is their mean: ((8 - 1.7) + (16 - 1.7)) / 2 / (30.5 - 1.7)
+    assert result["aggregate"]["iqm_human_normalized"] == pytest.approx(round(10.3 / 28.8, 4))
+
+
+def test_final_games_refuses_a_run_whose_checkpoint_is_not_here(tmp_path):
+    _run_file(tmp_path, "Breakout", 0, last_eval=10.0, final_games=None)
+    with pytest.raises(FileNotFoundError, match="no checkpoint in /nowhere"):
+        atari100k.final_games(tmp_path / "ALE-Breakout-v5__default__seed0.json", games=30)

@@ -85,6 +85,8 @@ def test_quick_mode_prints_result(args: list[str], needs: list[str]) -> None:
         row = result["table"]["Pong"]
         assert row["env_steps"] == [600] and -21 <= row["sqn_mean"] <= 21 and row["sac_discrete_paper"] == -20.98
         assert row["der_paper"] == -19.3 and result["aggregate"]["runs"] == 1
+        # evaluate's games scored the run; the first one replayed its last evaluation (1 game)
+        assert result["score"].startswith("mean of 2 greedy games") and len(row["last_eval_per_seed"]) == 1
     if args[0] == "checkpoint_cost.py":
         assert result["transitions"] == 10_000 and result["checkpoint_bytes"] > 84 * 84 * 10_000
         assert result["save_s_median"] > 0 and result["load_s"] > 0
