@@ -211,12 +211,15 @@ def plot(runs: dict[str, list[dict[str, Any]]], randoms: dict[str, float], png: 
             ax.plot(steps, v, color="tab:orange", alpha=0.3, linewidth=1)
         ax.plot(steps, values.mean(0), "o-", color="tab:orange", linewidth=2,
                 label=f"SQN, mean of {len(rs)} seed{'s' * (len(rs) > 1)}")
+        if all("final_games" in r for r in rs):
+            ax.plot(steps[-1], np.mean([r["final_games"]["mean"] for r in rs]), "*", color="black", markersize=11,
+                    label=f"final checkpoint, {rs[0]['final_games']['games']} games (mean of seeds)")
         if game in SAC_DISCRETE_100K:
             ax.axhline(SAC_DISCRETE_100K[game], color="tab:blue", linestyle="--", label="SAC-Discrete at 100k")
         if game in DER_100K:
             ax.axhline(DER_100K[game], color="tab:green", linestyle="--", label="DER at 100k")
         ax.axhline(randoms[game], color="gray", linestyle=":", label="uniform random (measured)")
-        ax.set(title=game, xlabel="agent steps (x4 frames)", ylabel="greedy score (10 games)")
+        ax.set(title=game, xlabel="agent steps (x4 frames)", ylabel=f"greedy score (evaluations of {rs[0]['eval_episodes']} games)")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")

@@ -107,6 +107,8 @@ def test_atari_100k_preset_sets_the_protocol_and_flags_override_it():
     assert args.atari.max_num_frames_per_episode == 108_000 and args.atari.life_loss == "episodic"
     cfg = args.config
     assert (cfg.batch_size, cfg.learning_rate, cfg.learning_starts, cfg.train_freq) == (32, 3e-4, 20_000, 4)
+    # the measured learner: target entropy 0.5 of the maximum, no Munchausen term (BENCHMARKS.md, "Atari-100k")
+    assert (cfg.target_entropy_ratio, cfg.munchausen_scale) == (0.5, 0.0)
     assert parse_args(["--preset=atari-100k", "--atari.repeat-action-probability", "0.25"]).atari \
         .repeat_action_probability == 0.25
     plain = parse_args([])
