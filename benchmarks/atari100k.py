@@ -1,9 +1,9 @@
 """Atari-100k: ``sqn-train --preset atari-100k`` on several games and seeds, next to published baselines.
 
-    python benchmarks/atari100k.py run --name preset-bf16 --games Breakout Boxing Freeway RoadRunner \\
-        --seeds 0 1 2 --jobs 2 --extra="--config.precision bf16"
-    python benchmarks/atari100k.py evaluate --name preset-bf16  # 30 greedy games of each final checkpoint
-    python benchmarks/atari100k.py report --name preset-bf16    # table, IQM, plot, RESULT line
+    python benchmarks/atari100k.py run --name bf16-ratio0.5 --games Boxing Freeway Breakout RoadRunner \\
+        --seeds 0 1 2 --jobs 2 --extra="--config.precision bf16 --config.target-entropy-ratio 0.5"
+    python benchmarks/atari100k.py evaluate --name bf16-ratio0.5  # 30 greedy games of each final checkpoint
+    python benchmarks/atari100k.py report --name bf16-ratio0.5    # table, IQM, plot, RESULT line
     python benchmarks/atari100k.py --quick                      # < 1 minute smoke run (temporary folder)
 
 ``run`` plays one ``python -m sqn_agents --preset atari-100k`` process per (game, seed), at most
@@ -11,7 +11,8 @@
 JSON file, ``benchmarks/results/atari100k/<name>/ALE-<Game>-v5__default__seed<s>.json`` (evaluation
 curve, final score, wall time, flags, commit): commit it as it lands; a run whose file exists is
 skipped, so a sweep resumes where it stopped, across sessions. ``--extra`` flags go to every run of the
-name (one name = one configuration).
+name (one name = one configuration: spell out in ``--extra`` every value the name depends on, so that a
+later change of the preset cannot slip into a stored name).
 
 ``evaluate`` plays ``--final-games`` (30) whole greedy games with each finished run's final checkpoint
 (in its run folder, which stays on the machine that trained it) and adds them to the run's file. The

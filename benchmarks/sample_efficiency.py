@@ -9,7 +9,7 @@
     python benchmarks/sample_efficiency.py --quick    # < 1 minute smoke run (temporary folder)
 
 Protocol (both algorithms): greedy evaluation every ``--eval-every`` env steps and at the end,
-``--eval-episodes`` episodes, episode i of an evaluation reset with seed ``10_000 + seed + i``
+``--eval-episodes`` episodes, episode i of an evaluation reset with seed ``EVAL_SEED + seed + i`` (sqn_agents.train, 10,000)
 (``sqn_agents.loop.evaluate``'s protocol; SB3 is evaluated by a callback that calls
 ``model.predict(obs, deterministic=True)``). Reported per run: steps to a greedy mean of at
 least the threshold (CartPole: 475) and the area under the evaluation curve divided by the
@@ -67,7 +67,7 @@ from _common import (
 )
 
 from sqn_agents.config import SQNConfig
-from sqn_agents.train import PRESETS, TrainArgs, make_env, read_metrics, train
+from sqn_agents.train import EVAL_SEED, PRESETS, TrainArgs, make_env, read_metrics, train
 
 DEFAULT_OUT = RESULTS_DIR / "sample_efficiency"
 RAW = RESULTS_DIR / "raw"  # run folders of sqn-train (git-ignored)
@@ -175,7 +175,7 @@ def run_sb3(env_id: str, seed: int, steps: int, eval_every: int, episodes: int) 
     kwargs = SB3_ZOO[env_id] if env_id in SB3_ZOO else sb3_minatar_kwargs()
     env, eval_env = make_env(env_id), make_env(env_id)
     model = DQN("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kwargs)
-    callback = sb3_eval_callback(eval_env, eval_every, episodes, 10_000 + seed, steps)
+    callback = sb3_eval_callback(eval_env, eval_every, episodes, EVAL_SEED + seed, steps)
     t0 = time.perf_counter()
     model.learn(total_timesteps=steps, callback=callback, progress_bar=False)
     wall = time.perf_counter() - t0
