@@ -162,5 +162,10 @@ def sb3_eval_callback(eval_env: Any, eval_every: int, episodes: int, seed: int, 
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` as JSON atomically: a run stopped mid-write leaves the old file (or none), never half
+    of one, because resumable sweeps treat an existing result file as a finished run."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=_json_default) + "\n")
+    text = json.dumps(data, indent=1, default=_json_default) + "\n"  # fails before anything is written
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)  # atomic on POSIX

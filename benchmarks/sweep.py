@@ -59,8 +59,14 @@ def run_one(name: str, env_id: str, point: dict[str, str], seed: int, steps: int
             eval_every: int, eval_episodes: int, out: Path, raw: Path) -> dict[str, Any] | None:
     stem = f"{env_id.replace('/', '-')}__{point_tag(point)}__seed{seed}"
     path = out / f"{stem}.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    if path.exists():  # a finished run: reuse it, but only for the same run (resuming must not mix setups)
+        stored = json.loads(path.read_text())
+        asked = {"total_steps": steps, "eval_every": eval_every, "eval_episodes": eval_episodes, "extra_flags": extra}
+        differ = {k: (stored.get(k), v) for k, v in asked.items() if stored.get(k) != v}
+        if differ:
+            raise SystemExit(f"{path} is a finished run with other settings (stored, asked): {differ}; "
+                             "use another --name, or delete the file to rerun it")
+        return stored
     run_dir = raw / stem
     flags = ["--env-id", env_id, "--seed", str(seed), "--total-steps", str(steps), "--output-dir", str(run_dir),
              "--eval-every", str(eval_every), "--eval-episodes", str(eval_episodes), "--no-progress",

@@ -41,3 +41,34 @@ def test_sqn_set_types_values_like_the_config_and_rejects_unknown_fields():
         sample_efficiency.parse_sqn_set(["not_a_field=1"])
     with pytest.raises(SystemExit, match="only bool, int, float and str fields"):
         sample_efficiency.parse_sqn_set(["hidden_sizes=64"])
+
+
+def test_a_sweep_refuses_a_stored_run_made_with_other_flags(tmp_path, monkeypatch):
+    sweep = pytest.importorskip("sweep")
+    monkeypatch.setattr(sweep.subprocess, "run", lambda *a, **k: pytest.fail("a stored run must not rerun"))
+    record = {"total_steps": 1_000, "eval_every": 500, "eval_episodes": 2, "extra_flags": ["--preset", "minatar"]}
+    sweep.write_json(tmp_path / "CartPole-v1__default__seed0.json", record)
+    assert sweep.run_one("s", "CartPole-v1", {}, 0, 1_000, ["--preset", "minatar"], 500, 2, tmp_path, tmp_path) == record
+    with pytest.raises(SystemExit, match="other settings.*extra_flags"):
+        sweep.run_one("s", "CartPole-v1", {}, 0, 1_000, ["--preset", "atari-100k"], 500, 2, tmp_path, tmp_path)
+    with pytest.raises(SystemExit, match="other settings.*total_steps"):
+        sweep.run_one("s", "CartPole-v1", {}, 0, 2_000, ["--preset", "minatar"], 500, 2, tmp_path, tmp_path)
+
+
+def test_a_result_file_is_never_half_written(tmp_path, monkeypatch):
+    # A write that dies midway (disk full, a kill) must leave the previous file whole: resumable sweeps take an
+    # existing result file for a finished run.
+    path = tmp_path / "run.json"
+    sample_efficiency.write_json(path, {"final_eval": 1.0})
+    before = path.read_text()
+
+    def dies_midway(self, text, *args, **kwargs):
+        with open(self, "w") as f:
+            f.write(text[: len(text) // 2])
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(Path, "write_text", dies_midway)
+    with pytest.raises(OSError, match="no space"):
+        sample_efficiency.write_json(path, {"final_eval": 2.0, "evals": list(range(100))})
+    assert path.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".json") == ["run.json"]
