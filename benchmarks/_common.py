@@ -164,11 +164,7 @@ def sb3_eval_callback(eval_env: Any, eval_every: int, episodes: int, seed: int, 
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON atomically: a run stopped mid-write leaves the old file (or none), never half
     of one, because resumable sweeps treat an existing result file as a finished run."""
+    from sqn_agents.checkpoint import write_text_atomic
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=1, default=_json_default) + "\n"  # fails before anything is written
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)  # atomic on POSIX
-    finally:
-        tmp.unlink(missing_ok=True)  # only left after a failed write
+    write_text_atomic(path, json.dumps(data, indent=1, default=_json_default) + "\n")

@@ -70,6 +70,18 @@ def _write_durably(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path``'s content with ``text`` in one step: a reader (or a run resumed after a crash) sees the
+    old file or the new one, never part of one. A temp file beside it, then ``os.replace`` (atomic on POSIX);
+    a failed write removes its temp file. For the small JSON files around a run (args, results)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only still there after a failed write
+
+
 def _manifest_digest(manifest: dict[str, Any]) -> str:
     """SHA-256 of the manifest's content (canonical JSON, without the digest field itself)."""
     body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}

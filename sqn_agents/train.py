@@ -39,6 +39,7 @@ import torch
 import tyro
 
 from sqn_agents.agent import SQNAgent
+from sqn_agents.checkpoint import write_text_atomic
 from sqn_agents.config import SQNConfig
 from sqn_agents.distributed import DistributedSQN
 from sqn_agents.loop import GAME_KEY, Step, evaluate, interact
@@ -466,9 +467,7 @@ def _args_to_dict(args: TrainArgs) -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2))
 
 
 # ---------------------------------------------------------------------- signals
